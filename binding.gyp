@@ -1,0 +1,30 @@
+{
+  "targets": [
+    {
+      "target_name": "fslock",
+      "sources": ["native/addon.cc", "native/lock.cc", "native/errors.cc"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "defines": [
+        "NAPI_VERSION=8",
+        "FSLOCK_SOURCE_HASH=\"<!(node scripts/source-hash.js)\""
+      ],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-fvisibility=hidden"],
+      "conditions": [
+        ["OS=='win'", {
+          "sources": ["native/platform/win32.cc"],
+          "defines": ["WIN32_LEAN_AND_MEAN", "NOMINMAX"]
+        }, {
+          "sources": ["native/platform/posix.cc"],
+          "libraries": ["-lpthread"]
+        }],
+        ["OS=='mac'", {
+          "xcode_settings": {
+            "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+            "GCC_SYMBOLS_PRIVATE_EXTERN": "YES",
+            "OTHER_CPLUSPLUSFLAGS": ["-Wall", "-Wextra"]
+          }
+        }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,107 @@
+/**
+ * The one seam to the native module: everything else imports it from here,
+ * so tests can substitute it. node-gyp-build loads a matching prebuild from
+ * prebuilds/<platform>-<arch>/ or the local build in build/Release.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+/** Numbers shared with native/platform/platform.h. */
+export interface BindingConstants {
+  FLOCK: 1;
+  OFD: 2;
+  POSIX: 3;
+  WINDOWS: 4;
+  UNLOCK: 0;
+  SHARED: 1;
+  EXCLUSIVE: 2;
+  OPEN_WRITE: 1;
+  OPEN_CREATE: 2;
+  /** Whether blocking waits can run on an interruptible native thread. */
+  NATIVE_WAIT: boolean;
+}
+
+export interface QueryResult {
+  type: 0 | 1 | 2;
+  start: number;
+  len: number;
+  pid: number;
+}
+
+/** Opaque handle of a wait running on a native thread. */
+export type WaitHandle = { readonly __brand: 'fslock.WaitHandle' };
+
+/** What `waitCancel` reports. */
+export const CancelOutcome = {
+  Interrupted: 0,
+  Granted: 1,
+  Stuck: 2,
+  AlreadyFinished: -1,
+} as const;
+export type CancelOutcome = (typeof CancelOutcome)[keyof typeof CancelOutcome];
+
+export interface Binding {
+  constants: BindingConstants;
+  /** Hash of native/ sources this binary was built from. */
+  sourceHash: string;
+  open(path: string, flags: number): number;
+  /** Closes through the POSIX registry so a close never drops a registry lock. */
+  close(fd: number): void;
+  /** "dev:ino" of an open file. */
+  identity(fd: number): string;
+  /** "dev:ino" of the file at path, or null when there is none. */
+  pathIdentity(path: string): string | null;
+  fsInfo(fd: number): { type: number; name: string };
+  truncate(fd: number, size: number): void;
+  writeAt(fd: number, data: Buffer, offset: number): number;
+  readAt(fd: number, data: Buffer, offset: number): number;
+  /** One lock system call; false when contended (never for unlock). */
+  lock(primitive: number, fd: number, type: number, start: number, len: number, wait: boolean): boolean;
+  query(primitive: number, fd: number, type: number, start: number, len: number): QueryResult;
+  waitStart(
+    primitive: number,
+    fd: number,
+    type: number,
+    start: number,
+    len: number,
+    callback: (err: Error | null) => void,
+  ): WaitHandle;
+  waitCancel(handle: WaitHandle, budgetMs: number): CancelOutcome;
+  /** 1 granted, 0 timed out, 2 stuck (the fd now belongs to the waiter thread). */
+  waitSync(primitive: number, fd: number, type: number, start: number, len: number, timeoutMs: number): 0 | 1 | 2;
+  /** Holder id, or null when contended (in this process or another). */
+  registryLock(fd: number, type: number, start: number, len: number): number | null;
+  registryChange(holder: number, type: number): boolean;
+  registryUnlock(holder: number): void;
+  registryHolders(fd: number): number;
+  /** Process-wide (all worker threads) set of marks. */
+  mark(key: string, add: boolean): void;
+  isMarked(key: string): boolean;
+}
+
+/** The directory holding fslock's package.json, from src/ or dist/cjs/. */
+export function packageRoot(): string {
+  let dir = __dirname;
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'fslock') return dir;
+      } catch {
+        // keep walking up
+      }
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error(`fslock: cannot find its package.json above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+function load(): Binding {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as (dir: string) => Binding;
+  return nodeGypBuild(packageRoot());
+}
+
+export const binding: Binding = load();
+export const C = binding.constants;

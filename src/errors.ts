@@ -1,0 +1,133 @@
+/**
+ * Errors fslock throws. Every error has a stable `code`; test `err.code`,
+ * never `instanceof` (two copies of the package make two classes).
+ *
+ * | code | meaning |
+ * |---|---|
+ * | ELOCKED | held by someone else and the call was not allowed to wait |
+ * | ETIMEDOUT | the wait reached `timeout` |
+ * | ABORT_ERR | the wait was aborted through `signal` (name `AbortError`) |
+ * | ENOTSUP | the primitive or the filesystem cannot lock |
+ * | ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE | bad arguments or options |
+ * | errno codes | from the operating system, with `syscall` and `path` |
+ */
+
+import { hostname } from 'node:os';
+
+export interface FslockErrorFields {
+  path?: string;
+  syscall?: string;
+  errno?: number;
+  holder?: HolderRecordLike | null;
+  cause?: unknown;
+}
+
+/** The subset of a holder record that error messages use. */
+export interface HolderRecordLike {
+  pid: number;
+  argv?: string[];
+  hostname?: string;
+}
+
+export class FslockError extends Error {
+  code: string;
+  path?: string;
+  syscall?: string;
+  errno?: number;
+  holder?: HolderRecordLike | null;
+
+  constructor(code: string, message: string, fields: FslockErrorFields = {}) {
+    super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
+    this.name = code === 'ABORT_ERR' ? 'AbortError' : 'Error';
+    this.code = code;
+    if (fields.path !== undefined) this.path = fields.path;
+    if (fields.syscall !== undefined) this.syscall = fields.syscall;
+    if (fields.errno !== undefined) this.errno = fields.errno;
+    if (fields.holder !== undefined) this.holder = fields.holder;
+  }
+}
+
+/** "held by pid 1234: ./x tidy" (or "held by pid 1234 on host"), or "" when unknown. */
+export function describeHolder(holder: HolderRecordLike | null | undefined): string {
+  if (!holder) return '';
+  let s = `held by pid ${holder.pid}`;
+  if (holder.hostname && holder.hostname !== hostnameCache()) s += ` on ${holder.hostname}`;
+  if (holder.argv && holder.argv.length > 0) s += `: ${holder.argv.join(' ')}`;
+  return s;
+}
+
+let cachedHostname: string | undefined;
+function hostnameCache(): string {
+  if (cachedHostname === undefined) cachedHostname = hostname();
+  return cachedHostname;
+}
+
+export function lockedError(path: string, holder?: HolderRecordLike | null): FslockError {
+  const who = describeHolder(holder);
+  return new FslockError(
+    'ELOCKED',
+    `ELOCKED: lock is held by another holder${who ? ` (${who})` : ''}, '${path}'. ` +
+      'Wait for it (omit `timeout` or give a longer one) or try again later.',
+    { path, holder: holder ?? null },
+  );
+}
+
+export function timeoutError(path: string, timeout: number, holder?: HolderRecordLike | null): FslockError {
+  const who = describeHolder(holder);
+  return new FslockError(
+    'ETIMEDOUT',
+    `ETIMEDOUT: lock not acquired within ${timeout} ms${who ? ` (${who})` : ''}, '${path}'. ` +
+      'Raise `timeout`, or find out who holds it with `fslock inspect`.',
+    { path, holder: holder ?? null },
+  );
+}
+
+export function abortError(path: string, reason: unknown): FslockError {
+  return new FslockError('ABORT_ERR', `The operation was aborted while waiting for the lock on '${path}'`, {
+    path,
+    cause: reason,
+  });
+}
+
+export function notSupportedError(path: string | undefined, what: string, hint: string): FslockError {
+  return new FslockError('ENOTSUP', `ENOTSUP: ${what}${path === undefined ? '' : `, '${path}'`}. ${hint}`, {
+    ...(path === undefined ? {} : { path }),
+  });
+}
+
+export function invalidArgType(name: string, expected: string, actual: unknown): FslockError {
+  const err = new FslockError(
+    'ERR_INVALID_ARG_TYPE',
+    `The "${name}" argument must be ${expected}. Received ${describeValue(actual)}`,
+  );
+  err.name = 'TypeError';
+  return err;
+}
+
+export function invalidArgValue(name: string, actual: unknown, reason: string): FslockError {
+  const err = new FslockError(
+    'ERR_INVALID_ARG_VALUE',
+    `The ${name.includes('.') ? 'property' : 'argument'} '${name}' ${reason}. Received ${describeValue(actual)}`,
+  );
+  err.name = 'TypeError';
+  return err;
+}
+
+function describeValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'function') return `function ${v.name || '<anonymous>'}`;
+  if (typeof v === 'object') return `an instance of ${v.constructor?.name ?? 'Object'}`;
+  if (typeof v === 'string') return `type string (${JSON.stringify(v.length > 28 ? `${v.slice(0, 25)}...` : v)})`;
+  return `type ${typeof v} (${String(v)})`;
+}
+
+/** Adds `path` to a native errno error that lacks one, keeping code/errno/syscall. */
+export function withPath<E>(err: E, path: string): E {
+  if (err && typeof err === 'object' && 'code' in err && !('path' in err)) {
+    const e = err as unknown as { path: string; message: string };
+    e.path = path;
+    e.message = `${e.message} '${path}'`;
+  }
+  return err;
+}

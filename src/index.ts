@@ -1,0 +1,15 @@
+/**
+ * fslock: real operating-system file locks for Node.js.
+ *
+ *   import { lock } from 'fslock';
+ *   await using l = await lock('build.lock');
+ */
+export { lock, tryLock, lockSync, withLock, FileLock, readRecord } from './lock.js';
+export type { HolderRecord, UpgradeOptions, UpgradeResult } from './lock.js';
+export { inspect, inspectSync } from './inspect.js';
+export type { LockInfo, KernelLock } from './inspect.js';
+export { primitives } from './primitives.js';
+export type { PrimitiveName, PrimitiveReport, ResolvedPrimitive } from './primitives.js';
+export { DEFAULT_LOCK_OPTIONS, WINDOWS_LOCK_OFFSET } from './options.js';
+export type { LockOptions, LockMode, LockRange } from './options.js';
+export { FslockError } from './errors.js';

@@ -1,0 +1,563 @@
+/**
+ * The lock API: lock, tryLock, lockSync, withLock and FileLock.
+ *
+ * Acquiring is always: open the lock file (O_CLOEXEC, so children never
+ * inherit it), take each step of the plan (flock, then OFD, for `auto` on
+ * Linux) with a non-blocking try, wait only for a step that is contended, and
+ * finally check that the open file is still the one at `path` (a holder may
+ * have deleted it with `unlinkOnRelease` while we waited; a lock on the
+ * orphaned inode would exclude nobody), starting again if not.
+ */
+import { hostname } from 'node:os';
+import { unlinkSync } from 'node:fs';
+import { binding, C } from './binding.js';
+import {
+  FslockError,
+  lockedError,
+  invalidArgType,
+  withPath,
+  type HolderRecordLike,
+} from './errors.js';
+import {
+  checkOptionsObject,
+  checkPath,
+  parseLockOptions,
+  parseSignal,
+  parseTimeout,
+  type LockMode,
+  type LockOptions,
+  type LockRange,
+  type ParsedLockOptions,
+  type Plan,
+  type Step,
+} from './options.js';
+import type { ResolvedPrimitive } from './primitives.js';
+import {
+  kernelWait,
+  kernelWaitSync,
+  pollWait,
+  pollWaitSync,
+  type KernelWait,
+  type WaitContext,
+  type WaitFailure,
+} from './wait.js';
+
+/** What an exclusive holder writes into its lock file. */
+export interface HolderRecord {
+  pid: number;
+  hostname: string;
+  /** ISO time the lock was acquired. */
+  startedAt: string;
+  argv: string[];
+}
+
+const RECORD_PREFIX = Buffer.from('{"fslock":1,');
+const RECORD_MAX = 64 * 1024;
+
+/** Reads the holder record at the start of an open lock file, if there is one. */
+export function readRecord(fd: number): HolderRecord | null {
+  try {
+    const buf = Buffer.alloc(RECORD_MAX);
+    const n = binding.readAt(fd, buf, 0);
+    return parseRecord(buf.subarray(0, n));
+  } catch {
+    return null;
+  }
+}
+
+export function parseRecord(buf: Buffer): HolderRecord | null {
+  if (buf.length < RECORD_PREFIX.length || !buf.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX)) return null;
+  const end = buf.indexOf(0x0a);
+  try {
+    const r = JSON.parse(buf.subarray(0, end < 0 ? buf.length : end).toString('utf8')) as Partial<HolderRecord>;
+    if (typeof r.pid !== 'number') return null;
+    return {
+      pid: r.pid,
+      hostname: typeof r.hostname === 'string' ? r.hostname : '',
+      startedAt: typeof r.startedAt === 'string' ? r.startedAt : '',
+      argv: Array.isArray(r.argv) ? r.argv.map(String) : [],
+    };
+  } catch {
+    return null;
+  }
+}
+
+function makeRecord(): Buffer {
+  const argv = [process.argv0 === 'node' ? 'node' : process.argv0, ...process.argv.slice(1)];
+  return Buffer.from(
+    `${JSON.stringify({ fslock: 1, pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), argv })}\n`,
+  );
+}
+
+/** Writes our record into an empty lock file (or over a stale record). Best effort. */
+function writeRecord(fd: number): Buffer | null {
+  try {
+    const head = Buffer.alloc(RECORD_PREFIX.length);
+    const n = binding.readAt(fd, head, 0);
+    if (n !== 0 && !(n === head.length && head.equals(RECORD_PREFIX))) return null; // not ours to touch
+    const rec = makeRecord();
+    if (n !== 0) binding.truncate(fd, 0);
+    binding.writeAt(fd, rec, 0);
+    return rec;
+  } catch {
+    return null;
+  }
+}
+
+/** Clears our record, but only if the file still holds exactly it. */
+function clearRecord(fd: number, rec: Buffer): void {
+  const buf = Buffer.alloc(rec.length + 1);
+  const n = binding.readAt(fd, buf, 0);
+  if (n === rec.length && buf.subarray(0, n).equals(rec)) binding.truncate(fd, 0);
+}
+
+/** The identity of the open file if `path` still names it, else null. */
+function sameFile(fd: number, path: string): string | null {
+  const id = binding.identity(fd);
+  return id === binding.pathIdentity(path) ? id : null;
+}
+
+// ---------------------------------------------------------------------------
+
+interface Attempt {
+  fd: number;
+  writable: boolean;
+  holderId: number | null;
+}
+
+function openAttempt(path: string, p: ParsedLockOptions): Attempt {
+  const create = p.create ? C.OPEN_CREATE : 0;
+  try {
+    return { fd: binding.open(path, C.OPEN_WRITE | create), writable: true, holderId: null };
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    // A shared lock needs only read access: lock read-only files too.
+    if (p.mode === 'shared' && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM')) {
+      return { fd: binding.open(path, create), writable: false, holderId: null };
+    }
+    if (code === 'EISDIR') {
+      throw new FslockError('EISDIR', `EISDIR: illegal operation on a directory, open '${path}'. ` +
+        'Lock a file inside the directory (for example a `.lock` file) instead.', { path, syscall: 'open' });
+    }
+    throw err;
+  }
+}
+
+function undo(a: Attempt): void {
+  if (a.fd < 0) return; // belongs to a stuck waiter thread now
+  try {
+    if (a.holderId !== null) binding.registryUnlock(a.holderId);
+  } finally {
+    a.holderId = null;
+    binding.close(a.fd); // closing releases flock, OFD and Windows locks
+    a.fd = -1;
+  }
+}
+
+function tryStep(a: Attempt, plan: Plan, step: Step, type: number): boolean {
+  if (plan.registry) {
+    const id = binding.registryLock(a.fd, type, step.start, step.len);
+    if (id === null) return false;
+    a.holderId = id;
+    return true;
+  }
+  return binding.lock(step.primitive, a.fd, type, step.start, step.len, false);
+}
+
+function nonWritableExclusive(path: string): FslockError {
+  return new FslockError('EBADF', `EBADF: the lock file was opened read-only (it is not writable), so it cannot be ` +
+    `locked exclusively, '${path}'. Make it writable or lock it in shared mode.`, { path });
+}
+
+function waitContext(path: string, timeout: number, signal: AbortSignal | undefined, fd: () => number): WaitContext {
+  return {
+    path,
+    deadline: timeout === Infinity ? Infinity : performance.now() + timeout,
+    timeout,
+    signal,
+    holder: () => {
+      const f = fd();
+      return f >= 0 ? readRecord(f) : null;
+    },
+  };
+}
+
+function afterWaitFailure(a: Attempt, err: unknown): void {
+  if ((err as WaitFailure).stuck) a.fd = -1;
+}
+
+function finish(path: string, a: Attempt, p: ParsedLockOptions, identity: string): FileLock {
+  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(a.fd) : null;
+  return new FileLock(path, a, p, rec, identity);
+}
+
+async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
+  if (p.signal?.aborted) throw abortFor(path, p.signal);
+  let a: Attempt = { fd: -1, writable: false, holderId: null };
+  const ctx = waitContext(path, p.timeout, p.signal, () => a.fd);
+  for (;;) {
+    a = openAttempt(path, p);
+    try {
+      for (const step of p.plan.steps) {
+        if (tryStep(a, p.plan, step, p.type)) continue;
+        if (p.timeout === 0) throw lockedError(path, readRecord(a.fd));
+        const req: KernelWait = { primitive: step.primitive, fd: a.fd, type: p.type, start: step.start, len: step.len };
+        try {
+          if (p.plan.poll) await pollWait(() => tryStep(a, p.plan, step, p.type), ctx);
+          else await kernelWait(req, ctx);
+        } catch (err) {
+          afterWaitFailure(a, err);
+          throw err;
+        }
+      }
+      const identity = sameFile(a.fd, path);
+      if (identity === null) {
+        undo(a); // the file was replaced or deleted while we waited: start over
+        continue;
+      }
+      return finish(path, a, p, identity);
+    } catch (err) {
+      undo(a);
+      throw err;
+    }
+  }
+}
+
+function abortFor(path: string, signal: AbortSignal): FslockError {
+  return new FslockError('ABORT_ERR', `The operation was aborted before the lock on '${path}' was requested`, {
+    path,
+    cause: signal.reason,
+  });
+}
+
+function acquireSync(path: string, p: ParsedLockOptions, wait: boolean): FileLock | null {
+  let a: Attempt = { fd: -1, writable: false, holderId: null };
+  const ctx = waitContext(path, p.timeout, undefined, () => a.fd);
+  for (;;) {
+    a = openAttempt(path, p);
+    try {
+      for (const step of p.plan.steps) {
+        if (tryStep(a, p.plan, step, p.type)) continue;
+        if (!wait) {
+          undo(a);
+          return null;
+        }
+        if (p.timeout === 0) throw lockedError(path, readRecord(a.fd));
+        const req: KernelWait = { primitive: step.primitive, fd: a.fd, type: p.type, start: step.start, len: step.len };
+        try {
+          if (p.plan.poll) pollWaitSync(() => tryStep(a, p.plan, step, p.type), ctx);
+          else kernelWaitSync(req, ctx);
+        } catch (err) {
+          afterWaitFailure(a, err);
+          throw err;
+        }
+      }
+      const identity = sameFile(a.fd, path);
+      if (identity === null) {
+        undo(a);
+        continue;
+      }
+      return finish(path, a, p, identity);
+    } catch (err) {
+      undo(a);
+      throw err;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+export interface UpgradeOptions {
+  /** Milliseconds to wait for other holders to leave (default forever, 0 = one try). */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+export interface UpgradeResult {
+  /**
+   * true: the shared lock turned into the exclusive one without ever being
+   * released. false: the primitive could not convert in place (flock, Windows),
+   * so for a moment nothing was held and someone else may have changed the
+   * file: re-read whatever you read under the shared lock.
+   */
+  atomic: boolean;
+}
+
+const UPGRADE_OPTION_NAMES = new Set(['timeout', 'signal']);
+
+/** A held lock. Release it with `release()`, `using` or `await using`. */
+export class FileLock {
+  /** The lock file's path, as given. */
+  readonly path: string;
+  /** The open descriptor (a HANDLE value on Windows). */
+  readonly fd: number;
+  /** What was actually used, for example `'flock+ofd'`. */
+  readonly primitive: ResolvedPrimitive;
+  /** The locked byte range, or null for the whole file. */
+  readonly range: LockRange | null;
+  #mode: LockMode;
+  #released = false;
+  #attempt: Attempt;
+  #plan: Plan;
+  #record: Buffer | null;
+  #unlinkOnRelease: boolean;
+  #recordEnabled: boolean;
+  #identity: string;
+
+  /** @internal */
+  constructor(path: string, a: Attempt, p: ParsedLockOptions, record: Buffer | null, identity: string) {
+    this.path = path;
+    this.fd = a.fd;
+    this.primitive = p.plan.resolved;
+    this.range = p.range ? { ...p.range } : null;
+    this.#mode = p.mode;
+    this.#attempt = a;
+    this.#plan = p.plan;
+    this.#record = record;
+    this.#unlinkOnRelease = p.unlinkOnRelease;
+    this.#recordEnabled = p.record;
+    this.#identity = identity;
+  }
+
+  /** `'exclusive'` or `'shared'`; changes with downgrade() and upgrade(). */
+  get mode(): LockMode {
+    return this.#mode;
+  }
+
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /**
+   * Releases the lock and closes the file. Idempotent. With `unlinkOnRelease`
+   * the file is deleted first, while the lock is still held, and only if the
+   * path still names the file this lock holds.
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    const a = this.#attempt;
+    let failure: unknown;
+    try {
+      if (this.#unlinkOnRelease) {
+        if (binding.pathIdentity(this.path) === this.#identity) unlinkSync(this.path);
+      } else if (this.#record) {
+        clearRecord(a.fd, this.#record);
+      }
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== 'ENOENT') failure = err;
+    }
+    try {
+      // Unlock explicitly, in reverse order, before closing: a child process
+      // between fork and exec still references the open file description, and
+      // only an explicit unlock releases the lock for everyone at once.
+      if (a.holderId !== null) {
+        binding.registryUnlock(a.holderId);
+        a.holderId = null;
+      } else {
+        for (const step of [...this.#plan.steps].reverse()) {
+          binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
+        }
+      }
+    } catch (err) {
+      failure ??= err;
+    } finally {
+      binding.close(a.fd);
+      a.fd = -1;
+    }
+    if (failure) throw withPath(failure, this.path);
+  }
+
+  #assertHeld(what: string): void {
+    if (this.#released) {
+      throw new FslockError('ERR_LOCK_RELEASED', `Cannot ${what}: the lock on '${this.path}' was already released`, {
+        path: this.path,
+      });
+    }
+  }
+
+  /**
+   * Exclusive → shared. Atomic for OFD, POSIX and Windows locks, and for flock
+   * on Linux (the kernel swaps the lock under one spinlock); POSIX does not
+   * promise it for flock elsewhere.
+   */
+  downgrade(): void {
+    this.#assertHeld('downgrade');
+    if (this.#mode === 'shared') return;
+    const a = this.#attempt;
+    if (this.#record) {
+      clearRecord(a.fd, this.#record);
+      this.#record = null;
+    }
+    if (a.holderId !== null) {
+      binding.registryChange(a.holderId, C.SHARED);
+    } else {
+      for (const step of this.#plan.steps) {
+        if (step.primitive === C.WINDOWS) {
+          // Same handle: the shared lock may overlap our exclusive one, and the
+          // first unlock removes the exclusive lock, leaving the shared one.
+          binding.lock(step.primitive, a.fd, C.SHARED, step.start, step.len, false);
+          binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
+        } else {
+          // OFD/POSIX convert atomically; flock converts under one kernel lock.
+          binding.lock(step.primitive, a.fd, C.SHARED, step.start, step.len, false);
+        }
+      }
+    }
+    this.#mode = 'shared';
+  }
+
+  /**
+   * Shared → exclusive, waiting for other shared holders to leave. Resolves
+   * with `{ atomic }` (see UpgradeResult). On timeout or abort the shared lock
+   * is kept where the primitive allows it; where it was lost (flock: the
+   * kernel drops a shared lock whose upgrade fails) the error has
+   * `lost: true` and this FileLock is released.
+   */
+  async upgrade(options?: UpgradeOptions): Promise<UpgradeResult> {
+    this.#assertHeld('upgrade');
+    const o = checkOptionsObject(options, UPGRADE_OPTION_NAMES);
+    const timeout = parseTimeout(o.timeout);
+    const signal = parseSignal(o.signal);
+    if (this.#mode === 'exclusive') return { atomic: true };
+    const a = this.#attempt;
+    if (!a.writable) throw nonWritableExclusive(this.path);
+    if (signal?.aborted) throw abortFor(this.path, signal);
+    const ctx = waitContext(this.path, timeout, signal, () => a.fd);
+    let atomic = true;
+    const converted: Step[] = [];
+    // Convert the primitives that can convert in place (OFD, POSIX) first:
+    // once they are exclusive no OFD/POSIX locker can get in, whatever
+    // happens to the flock part.
+    const order = [...this.#plan.steps].sort((x, y) => Number(y.primitive === C.OFD || y.primitive === C.POSIX) -
+      Number(x.primitive === C.OFD || x.primitive === C.POSIX));
+    try {
+      for (const step of order) {
+        const convertible = step.primitive === C.OFD || step.primitive === C.POSIX;
+        if (this.#plan.registry) {
+          if (!binding.registryChange(a.holderId as number, C.EXCLUSIVE)) {
+            if (timeout === 0) throw lockedError(this.path, readRecord(a.fd));
+            await pollWait(() => binding.registryChange(a.holderId as number, C.EXCLUSIVE), ctx);
+          }
+        } else if (convertible) {
+          if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
+            if (timeout === 0) throw lockedError(this.path, readRecord(a.fd));
+            await this.#waitStep(step, ctx);
+          }
+        } else {
+          // flock and Windows cannot convert in place.
+          if (step.primitive === C.WINDOWS) {
+            binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
+            atomic = false;
+          }
+          if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
+            atomic = false; // flock has dropped our shared lock by now
+            if (timeout === 0) throw lockedError(this.path, readRecord(a.fd));
+            await this.#waitStep(step, ctx);
+          }
+        }
+        converted.push(step);
+      }
+    } catch (err) {
+      const lost = this.#restoreShared(converted, err as WaitFailure);
+      if (lost) (err as { lost?: boolean }).lost = true;
+      throw err;
+    }
+    this.#mode = 'exclusive';
+    if (!this.range && this.#recordEnabled) this.#record = writeRecord(a.fd);
+    return { atomic };
+  }
+
+  async #waitStep(step: Step, ctx: WaitContext): Promise<void> {
+    const a = this.#attempt;
+    if (this.#plan.poll) {
+      await pollWait(() => binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false), ctx);
+    } else {
+      await kernelWait({ primitive: step.primitive, fd: a.fd, type: C.EXCLUSIVE, start: step.start, len: step.len }, ctx);
+    }
+  }
+
+  /** After a failed upgrade: go back to shared everywhere. Returns true if the lock was lost. */
+  #restoreShared(converted: Step[], err: WaitFailure): boolean {
+    const a = this.#attempt;
+    if (err.stuck) {
+      // The descriptor belongs to a waiter thread that could not be interrupted.
+      a.fd = -1;
+      this.#released = true;
+      return true;
+    }
+    try {
+      if (a.holderId !== null) {
+        binding.registryChange(a.holderId, C.SHARED);
+        return false;
+      }
+      // Re-requesting a shared lock is a no-op where it is still held, an
+      // atomic downgrade where the step became exclusive (or was granted as
+      // the wait was cancelled), and a fresh try where flock dropped it.
+      for (const step of this.#plan.steps) {
+        if (!binding.lock(step.primitive, a.fd, C.SHARED, step.start, step.len, false)) throw new Error('lost');
+        if (step.primitive === C.WINDOWS && converted.includes(step)) {
+          binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
+        }
+      }
+      return false;
+    } catch {
+      this.release();
+      return true;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.release();
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+/** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */
+export async function lock(path: string, options?: LockOptions): Promise<FileLock> {
+  checkPath(path);
+  const p = parseLockOptions(options, path);
+  return acquire(path, p);
+}
+
+/** One synchronous try; null when someone else holds the lock. Never waits. */
+export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 'signal'>): FileLock | null {
+  checkPath(path);
+  const o = checkOptionsObject(options, new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']));
+  const p = parseLockOptions(o, path);
+  return acquireSync(path, p, false);
+}
+
+/**
+ * Acquires synchronously, blocking the calling thread until granted or until
+ * `timeout` ms have passed (ETIMEDOUT). `timeout: 0` is a single try (ELOCKED).
+ */
+export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): FileLock {
+  checkPath(path);
+  const o = checkOptionsObject(options, new Set(['mode', 'timeout', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']));
+  const p = parseLockOptions(o, path);
+  return acquireSync(path, p, true) as FileLock;
+}
+
+/** Acquires, runs `fn(lock)`, and always releases, returning what `fn` returned. */
+export async function withLock<T>(
+  path: string,
+  fn: (lock: FileLock) => T | Promise<T>,
+  options?: LockOptions,
+): Promise<T> {
+  if (typeof fn !== 'function') throw invalidArgType('fn', 'of type function', fn);
+  const l = await lock(path, options);
+  try {
+    return await fn(l);
+  } finally {
+    l.release();
+  }
+}
+
+export type { HolderRecordLike };

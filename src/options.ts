@@ -1,0 +1,239 @@
+/**
+ * The one options parser of the lock family (lock, tryLock, lockSync,
+ * withLock, upgrade). Unknown or misspelled options are rejected.
+ */
+import { invalidArgType, invalidArgValue, notSupportedError } from './errors.js';
+import { C } from './binding.js';
+import { primitives, type PrimitiveName, type ResolvedPrimitive } from './primitives.js';
+
+export type LockMode = 'exclusive' | 'shared';
+
+export interface LockRange {
+  /** First byte. */
+  offset: number;
+  /** Number of bytes; 0 means "to the end of the file, however far it grows". */
+  length: number;
+}
+
+export interface LockOptions {
+  /** `'exclusive'` (default) or `'shared'`. */
+  mode?: LockMode;
+  /** Milliseconds to wait. Default: forever. 0: a single try. */
+  timeout?: number;
+  /** Aborts a pending wait; the promise rejects with an `AbortError` (code `ABORT_ERR`). */
+  signal?: AbortSignal;
+  /** `'auto'` (default) picks the strongest primitive here; see `primitives()`. */
+  primitive?: 'auto' | PrimitiveName;
+  /** Lock a byte range instead of the whole file (OFD, POSIX or Windows only). */
+  range?: LockRange;
+  /** Create the lock file when missing (default true). With false a missing file is ENOENT. */
+  create?: boolean;
+  /** Exclusive only: delete the lock file while still holding it, then release. */
+  unlinkOnRelease?: boolean;
+  /**
+   * Exclusive whole-file locks write one JSON line describing the holder into an
+   * empty lock file (and clear it on release) so `inspect` and waiting
+   * messages can say who holds it. Default true; false never writes.
+   */
+  record?: boolean;
+}
+
+/** Documented defaults. */
+export const DEFAULT_LOCK_OPTIONS = Object.freeze({
+  mode: 'exclusive' as LockMode,
+  timeout: Infinity,
+  primitive: 'auto' as const,
+  create: true,
+  unlinkOnRelease: false,
+  record: true,
+});
+
+/**
+ * Where a Windows whole-file lock sits: one byte far beyond any data, so the
+ * holder record at the start of the file stays readable (Windows byte-range
+ * locks are mandatory).
+ */
+export const WINDOWS_LOCK_OFFSET = 2 ** 52;
+
+/** One lock system call of a plan. */
+export interface Step {
+  primitive: number;
+  start: number;
+  len: number;
+}
+
+export interface Plan {
+  resolved: ResolvedPrimitive;
+  /** Taken in this order (flock before OFD, so two fslock lockers cannot deadlock). */
+  steps: Step[];
+  /** POSIX locks behind the process-wide registry. */
+  registry: boolean;
+  /** Waits poll with backoff instead of blocking in the kernel. */
+  poll: boolean;
+}
+
+export interface ParsedLockOptions {
+  mode: LockMode;
+  type: number;
+  timeout: number;
+  signal: AbortSignal | undefined;
+  primitive: 'auto' | PrimitiveName;
+  range: LockRange | undefined;
+  create: boolean;
+  unlinkOnRelease: boolean;
+  record: boolean;
+  plan: Plan;
+}
+
+const LOCK_OPTION_NAMES = new Set([
+  'mode',
+  'timeout',
+  'signal',
+  'primitive',
+  'range',
+  'create',
+  'unlinkOnRelease',
+  'record',
+]);
+
+export function checkPath(path: unknown, name = 'path'): string {
+  if (typeof path !== 'string') throw invalidArgType(name, 'of type string', path);
+  if (path.length === 0) throw invalidArgValue(name, path, 'must be a non-empty string');
+  if (path.includes('\0')) throw invalidArgValue(name, path, 'must not contain null bytes');
+  return path;
+}
+
+export function checkOptionsObject(options: unknown, allowed: Set<string>, name = 'options'): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType(name, 'of type object', options);
+  }
+  for (const key of Object.keys(options)) {
+    if (!allowed.has(key)) {
+      throw invalidArgValue(`${name}.${key}`, (options as Record<string, unknown>)[key],
+        `is not a known option (known: ${[...allowed].join(', ')})`);
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
+export function parseTimeout(value: unknown, name = 'options.timeout'): number {
+  if (value === undefined) return Infinity;
+  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidArgType(name, 'of type number', value);
+  if (value < 0) throw invalidArgValue(name, value, 'must be >= 0 (milliseconds; omit it to wait forever)');
+  return value;
+}
+
+export function parseSignal(value: unknown, name = 'options.signal'): AbortSignal | undefined {
+  if (value === undefined) return undefined;
+  if (!(value instanceof AbortSignal)) throw invalidArgType(name, 'an instance of AbortSignal', value);
+  return value;
+}
+
+function parseBool(value: unknown, name: string, dflt: boolean): boolean {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value);
+  return value;
+}
+
+function parseRange(value: unknown): LockRange | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object') throw invalidArgType('options.range', 'of type object', value);
+  const r = checkOptionsObject(value, new Set(['offset', 'length']), 'options.range');
+  for (const k of ['offset', 'length'] as const) {
+    const v = r[k];
+    if (typeof v !== 'number') throw invalidArgType(`options.range.${k}`, 'of type number', v);
+    if (!Number.isSafeInteger(v) || v < 0) {
+      throw invalidArgValue(`options.range.${k}`, v, 'must be a non-negative integer');
+    }
+  }
+  return { offset: r.offset as number, length: r.length as number };
+}
+
+/** Turns a primitive request into the system calls that implement it here. */
+export function planFor(primitive: 'auto' | PrimitiveName, range: LockRange | undefined, path?: string): Plan {
+  const report = primitives();
+  const start = range ? range.offset : 0;
+  const len = range ? range.length : 0;
+  let resolved: ResolvedPrimitive;
+  if (primitive === 'auto') {
+    resolved = range ? report.autoRange : report.auto;
+  } else {
+    if (!report.available[primitive]) {
+      throw notSupportedError(path, `the '${primitive}' primitive is not available on ${report.platform} ${report.release}`,
+        `Use primitive 'auto' (here: '${report.auto}').`);
+    }
+    if (primitive === 'flock' && range) {
+      throw invalidArgValue('options.range', range, "cannot be used with primitive 'flock' (flock locks whole files)");
+    }
+    resolved = primitive;
+  }
+  switch (resolved) {
+    case 'flock+ofd':
+      return {
+        resolved,
+        steps: [
+          { primitive: C.FLOCK, start: 0, len: 0 },
+          { primitive: C.OFD, start: 0, len: 0 },
+        ],
+        registry: false,
+        poll: !C.NATIVE_WAIT,
+      };
+    case 'flock':
+      return { resolved, steps: [{ primitive: C.FLOCK, start: 0, len: 0 }], registry: false, poll: !C.NATIVE_WAIT };
+    case 'ofd':
+      return { resolved, steps: [{ primitive: C.OFD, start, len }], registry: false, poll: !C.NATIVE_WAIT };
+    case 'posix':
+      return { resolved, steps: [{ primitive: C.POSIX, start, len }], registry: true, poll: true };
+    case 'windows':
+      return {
+        resolved,
+        steps: [{ primitive: C.WINDOWS, start: range ? start : WINDOWS_LOCK_OFFSET, len: range ? len : 1 }],
+        registry: false,
+        poll: true,
+      };
+  }
+}
+
+export function parseLockOptions(options: unknown, path: string): ParsedLockOptions {
+  const o = checkOptionsObject(options, LOCK_OPTION_NAMES);
+  let mode: LockMode = DEFAULT_LOCK_OPTIONS.mode;
+  if (o.mode !== undefined) {
+    if (o.mode !== 'exclusive' && o.mode !== 'shared') {
+      throw invalidArgValue('options.mode', o.mode, "must be 'exclusive' or 'shared'");
+    }
+    mode = o.mode;
+  }
+  const timeout = parseTimeout(o.timeout);
+  const signal = parseSignal(o.signal);
+  let primitive: 'auto' | PrimitiveName = 'auto';
+  if (o.primitive !== undefined) {
+    if (!['auto', 'flock', 'ofd', 'posix', 'windows'].includes(o.primitive as string)) {
+      throw invalidArgValue('options.primitive', o.primitive, "must be one of 'auto', 'flock', 'ofd', 'posix', 'windows'");
+    }
+    primitive = o.primitive as 'auto' | PrimitiveName;
+  }
+  const range = parseRange(o.range);
+  const create = parseBool(o.create, 'options.create', DEFAULT_LOCK_OPTIONS.create);
+  const unlinkOnRelease = parseBool(o.unlinkOnRelease, 'options.unlinkOnRelease', DEFAULT_LOCK_OPTIONS.unlinkOnRelease);
+  if (unlinkOnRelease && mode !== 'exclusive') {
+    throw invalidArgValue('options.unlinkOnRelease', true, "requires mode 'exclusive' (only a sole holder may delete the file)");
+  }
+  if (unlinkOnRelease && range) {
+    throw invalidArgValue('options.unlinkOnRelease', true, 'cannot be combined with options.range');
+  }
+  const record = parseBool(o.record, 'options.record', DEFAULT_LOCK_OPTIONS.record);
+  const plan = planFor(primitive, range, path);
+  return {
+    mode,
+    type: mode === 'exclusive' ? C.EXCLUSIVE : C.SHARED,
+    timeout,
+    signal,
+    primitive,
+    range,
+    create,
+    unlinkOnRelease,
+    record,
+    plan,
+  };
+}

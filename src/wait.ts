@@ -1,0 +1,136 @@
+/**
+ * Waiting for a contended lock without blocking the event loop or the libuv
+ * threadpool: either a blocking system call on a dedicated native thread that
+ * a timeout or an AbortSignal interrupts, or (where a kernel wait cannot be
+ * interrupted, or for the registry-backed POSIX primitive) a non-blocking try
+ * repeated with capped exponential backoff.
+ */
+import { binding, CancelOutcome } from './binding.js';
+import { abortError, timeoutError, type HolderRecordLike } from './errors.js';
+import { pollDelays } from './retry.js';
+
+export interface KernelWait {
+  primitive: number;
+  fd: number;
+  type: number;
+  start: number;
+  len: number;
+}
+
+export interface WaitContext {
+  path: string;
+  /** Absolute deadline (performance.now() scale) or Infinity. */
+  deadline: number;
+  /** The timeout as given, for messages. */
+  timeout: number;
+  signal: AbortSignal | undefined;
+  /** Who holds it, for timeout messages. */
+  holder: () => HolderRecordLike | null;
+}
+
+/** A failed wait; `granted`/`stuck` tell the caller what state the fd is in. */
+export interface WaitFailure extends Error {
+  code: string;
+  /** The lock was granted at the instant the wait was cancelled: the fd holds it. */
+  granted?: boolean;
+  /** The system call could not be interrupted: the fd now belongs to the waiter thread. */
+  stuck?: boolean;
+}
+
+const CANCEL_BUDGET_MS = 1000;
+
+export function remaining(deadline: number): number {
+  return deadline === Infinity ? Infinity : Math.max(0, deadline - performance.now());
+}
+
+function failure(ctx: WaitContext, why: 'timeout' | 'abort'): WaitFailure {
+  return (why === 'abort'
+    ? abortError(ctx.path, ctx.signal?.reason)
+    : timeoutError(ctx.path, ctx.timeout, ctx.holder())) as WaitFailure;
+}
+
+/** Blocks in the kernel on a native thread until granted, timed out or aborted. */
+export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (ctx.signal?.aborted) return reject(failure(ctx, 'abort'));
+    let settled = false;
+    let timer: NodeJS.Timeout | undefined;
+    const cleanup = () => {
+      settled = true;
+      if (timer) clearTimeout(timer);
+      ctx.signal?.removeEventListener('abort', onAbort);
+    };
+    const handle = binding.waitStart(req.primitive, req.fd, req.type, req.start, req.len, (err) => {
+      if (settled) return;
+      cleanup();
+      if (err) reject(err);
+      else resolve();
+    });
+    const cancel = (why: 'timeout' | 'abort') => {
+      if (settled) return;
+      const outcome = binding.waitCancel(handle, CANCEL_BUDGET_MS);
+      cleanup();
+      const err = failure(ctx, why);
+      if (outcome === CancelOutcome.Granted) err.granted = true;
+      if (outcome === CancelOutcome.Stuck) err.stuck = true;
+      reject(err);
+    };
+    const onAbort = () => cancel('abort');
+    ctx.signal?.addEventListener('abort', onAbort, { once: true });
+    const ms = remaining(ctx.deadline);
+    if (ms !== Infinity) timer = setTimeout(() => cancel('timeout'), Math.min(ms, 2 ** 31 - 1));
+  });
+}
+
+/** Calls `attempt` until it returns true, sleeping with capped backoff in between. */
+export async function pollWait(attempt: () => boolean, ctx: WaitContext): Promise<void> {
+  const delays = pollDelays();
+  for (;;) {
+    if (ctx.signal?.aborted) throw failure(ctx, 'abort');
+    const left = remaining(ctx.deadline);
+    if (left <= 0) throw failure(ctx, 'timeout');
+    const delay = Math.min(delays.next().value as number, left);
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(failure(ctx, 'abort'));
+      };
+      const timer = setTimeout(() => {
+        ctx.signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, delay);
+      ctx.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    if (attempt()) return;
+  }
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+export function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
+
+/** Synchronous twin of pollWait for lockSync. */
+export function pollWaitSync(attempt: () => boolean, ctx: WaitContext): void {
+  const delays = pollDelays();
+  for (;;) {
+    const left = remaining(ctx.deadline);
+    if (left <= 0) throw failure(ctx, 'timeout');
+    sleepSync(Math.min(delays.next().value as number, left));
+    if (attempt()) return;
+  }
+}
+
+/** Synchronous kernel wait: blocks this thread, bounded by the deadline. */
+export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
+  const ms = remaining(ctx.deadline);
+  if (ms === Infinity) {
+    binding.lock(req.primitive, req.fd, req.type, req.start, req.len, true);
+    return;
+  }
+  const r = binding.waitSync(req.primitive, req.fd, req.type, req.start, req.len, Math.ceil(ms));
+  if (r === 1) return;
+  const err = failure(ctx, 'timeout');
+  if (r === 2) err.stuck = true;
+  throw err;
+}
