@@ -1,0 +1,102 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { once } from 'node:events';
+
+/** The built package: child processes and workers load this, not the TS sources. */
+export const DIST = resolve(__dirname, '../dist/cjs/index.js');
+export const FIXTURES = resolve(__dirname, 'fixtures');
+
+const dirs: string[] = [];
+export function tempDir(prefix = 'fslock-test-'): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+}
+export function cleanupTempDirs(): void {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+}
+
+/** Open descriptors of this process. */
+export function fdCount(): number {
+  return readdirSync('/proc/self/fd').length;
+}
+
+export interface Holder {
+  child: ChildProcess;
+  /** Lines the child printed so far. */
+  lines: string[];
+  /** Resolves when the child prints `line`. */
+  waitFor(line: string | RegExp): Promise<string>;
+  send(line: string): void;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs test/fixtures/<script> with node; stdout lines are collected. */
+export function startNode(script: string, args: string[], env: NodeJS.ProcessEnv = {}): Holder {
+  const child = spawn(process.execPath, [join(FIXTURES, script), ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  });
+  return attach(child);
+}
+
+export function attach(child: ChildProcess): Holder {
+  const lines: string[] = [];
+  const waiters: Array<{ re: string | RegExp; resolve: (l: string) => void }> = [];
+  let buf = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (chunk: string) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (typeof w.re === 'string' ? line === w.re : w.re.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal })) as Holder['exited'];
+  return {
+    child,
+    lines,
+    exited,
+    waitFor(re) {
+      const hit = lines.find((l) => (typeof re === 'string' ? l === re : re.test(l)));
+      if (hit !== undefined) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        waiters.push({ re, resolve });
+        exited.then(({ code, signal }) =>
+          reject(new Error(`child exited (${code ?? signal}) before printing ${String(re)}; got ${JSON.stringify(lines)}`)),
+        );
+      });
+    },
+    send(line) {
+      child.stdin?.write(`${line}\n`);
+    },
+  };
+}
+
+/** Runs a command to completion. */
+export async function run(cmd: string, args: string[], opts: { timeoutMs?: number } = {}) {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  clearTimeout(timer);
+  return { code, signal, stdout, stderr };
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Milliseconds since `t0`. */
+export const since = (t0: number) => performance.now() - t0;

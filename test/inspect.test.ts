@@ -1,0 +1,76 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { inspect, inspectSync, lock } from '../src/index.js';
+import { parseProcLocks } from '../src/inspect.js';
+import { attach, cleanupTempDirs, startNode, tempDir } from './helpers.js';
+
+afterAll(cleanupTempDirs);
+
+describe('inspect', () => {
+  it('a missing file is reported, not created', async () => {
+    const p = join(tempDir(), 'none.lock');
+    const info = await inspect(p);
+    expect(info).toMatchObject({ exists: false, held: false, mode: null, holder: null });
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('free, then held exclusively by another process with its record, then shared', async () => {
+    const p = join(tempDir(), 'i.lock');
+    const h = startNode('hold.cjs', [p]);
+    await h.waitFor('locked');
+    const info = await inspect(p);
+    expect(info.held).toBe(true);
+    expect(info.mode).toBe('exclusive');
+    expect(info.holder?.pid).toBe(h.child.pid);
+    expect(info.holder?.argv.join(' ')).toContain('hold.cjs');
+    if (process.platform === 'linux') {
+      expect(info.source).toBe('proc-locks');
+      expect(info.locks.map((l) => l.kind).sort()).toEqual(['flock', 'ofd']);
+      expect(info.locks.find((l) => l.kind === 'flock')?.pid).toBe(h.child.pid);
+    }
+    h.send('release');
+    await h.waitFor('released');
+    expect(inspectSync(p)).toMatchObject({ exists: true, held: false, mode: null, holder: null });
+    const s = await lock(p, { mode: 'shared' });
+    expect(inspectSync(p)).toMatchObject({ held: true, mode: 'shared', holder: null });
+    s.release();
+    h.send('exit');
+    await h.exited;
+  });
+
+  it('sees a foreign flock(1) holder and counts waiters', async () => {
+    if (process.platform !== 'linux') return;
+    const p = join(tempDir(), 'f.lock');
+    const h = attach(spawn('flock', [p, 'sleep', '30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    for (let i = 0; i < 100 && !(await inspect(p)).held; i++) await new Promise((r) => setTimeout(r, 20));
+    const waiter = lock(p).catch(() => null);
+    await new Promise((r) => setTimeout(r, 50));
+    const info = await inspect(p);
+    expect(info).toMatchObject({ held: true, mode: 'exclusive', holder: null });
+    expect(info.locks[0]).toMatchObject({ kind: 'flock', mode: 'exclusive' });
+    expect(info.waiters).toBeGreaterThanOrEqual(1);
+    h.child.kill('SIGKILL');
+    const l = await waiter;
+    l?.release();
+  });
+
+  it('parses /proc/locks lines, matching device numbers and skipping others', () => {
+    // st_dev 0xfd01 (major 253, minor 1), inode 42
+    const text = [
+      '1: FLOCK  ADVISORY  WRITE 1234 fd:01:42 0 EOF',
+      '1: -> FLOCK  ADVISORY  WRITE 999 fd:01:42 0 EOF',
+      '2: OFDLCK ADVISORY  READ  -1 fd:01:42 10 19',
+      '3: POSIX  ADVISORY  WRITE 77 fd:02:42 0 EOF',
+      '4: POSIX  ADVISORY  WRITE 78 fd:01:43 0 EOF',
+      '5: LEASE  ACTIVE    READ 1 fd:01:42 0 EOF',
+    ].join('\n');
+    const { locks, waiters } = parseProcLocks(text, `${0xfd01}:42`);
+    expect(waiters).toBe(1);
+    expect(locks).toEqual([
+      { kind: 'flock', mode: 'exclusive', pid: 1234, start: 0, end: null },
+      { kind: 'ofd', mode: 'shared', pid: null, start: 10, end: 19 },
+    ]);
+  });
+});

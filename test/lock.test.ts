@@ -1,0 +1,437 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
+import { binding } from '../src/binding.js';
+import { cleanupTempDirs, since, sleep, tempDir } from './helpers.js';
+
+afterAll(cleanupTempDirs);
+
+const PRIMS = ['auto', 'flock', 'ofd', 'posix'] as const;
+
+describe.each(PRIMS)('primitive %s: exclusion inside one process', (primitive) => {
+  const opts = { primitive } as const;
+
+  it('a second handle in the same thread is excluded', async () => {
+    const p = join(tempDir(), 'a.lock');
+    const l = await lock(p, opts);
+    expect(tryLock(p, opts)).toBeNull();
+    expect(tryLock(p, { ...opts, mode: 'shared' })).toBeNull();
+    l.release();
+    const again = tryLock(p, opts);
+    expect(again).not.toBeNull();
+    again!.release();
+  });
+
+  it('shared locks coexist and exclude an exclusive one', () => {
+    const p = join(tempDir(), 'b.lock');
+    const s1 = tryLock(p, { ...opts, mode: 'shared' })!;
+    const s2 = tryLock(p, { ...opts, mode: 'shared' })!;
+    expect(s1).not.toBeNull();
+    expect(s2).not.toBeNull();
+    expect(tryLock(p, opts)).toBeNull();
+    s1.release();
+    expect(tryLock(p, opts)).toBeNull(); // s2 still holds
+    s2.release();
+    const x = tryLock(p, opts);
+    expect(x?.mode).toBe('exclusive');
+    x!.release();
+  });
+
+  it('closing another descriptor of the file does not drop the lock', async () => {
+    const p = join(tempDir(), 'c.lock');
+    const l = await lock(p, opts);
+    // a failed tryLock opens and closes a second descriptor; so does readFile
+    expect(tryLock(p, opts)).toBeNull();
+    await readFile(p);
+    expect(tryLock(p, opts)).toBeNull();
+    l.release();
+  });
+});
+
+describe('lock API', () => {
+  it('reports the primitive it used', async () => {
+    const p = join(tempDir(), 'x.lock');
+    const l = await lock(p);
+    expect(l.primitive).toBe(primitives().auto);
+    if (process.platform === 'linux') expect(l.primitive).toBe('flock+ofd');
+    expect(l.mode).toBe('exclusive');
+    expect(l.path).toBe(p);
+    expect(typeof l.fd).toBe('number');
+    l.release();
+  });
+
+  it('release is idempotent and disposal releases', async () => {
+    const p = join(tempDir(), 'r.lock');
+    const l = await lock(p);
+    l.release();
+    l.release();
+    expect(l.released).toBe(true);
+    {
+      using held = lockSync(p);
+      expect(tryLock(p)).toBeNull();
+      expect(held.released).toBe(false);
+    }
+    const after = tryLock(p);
+    expect(after).not.toBeNull();
+    after!.release();
+    {
+      await using held2 = await lock(p);
+      expect(held2.mode).toBe('exclusive');
+      expect(tryLock(p)).toBeNull();
+    }
+    tryLock(p)!.release();
+  });
+
+  it('withLock releases after success and after a throw', async () => {
+    const p = join(tempDir(), 'w.lock');
+    const v = await withLock(p, (l) => {
+      expect(tryLock(p)).toBeNull();
+      return l.mode;
+    });
+    expect(v).toBe('exclusive');
+    await expect(withLock(p, () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
+    tryLock(p)!.release();
+  });
+
+  it('timeout 0 is a single try that throws ELOCKED naming the holder', async () => {
+    const p = join(tempDir(), 't.lock');
+    const l = await lock(p);
+    const err = await lock(p, { timeout: 0 }).catch((e) => e);
+    expect(err.code).toBe('ELOCKED');
+    expect(err.path).toBe(p);
+    expect(err.message).toContain(`held by pid ${process.pid}`);
+    expect(() => lockSync(p, { timeout: 0 })).toThrow(expect.objectContaining({ code: 'ELOCKED' }));
+    l.release();
+  });
+
+  it('a timed-out wait rejects with ETIMEDOUT promptly and holds nothing', async () => {
+    const p = join(tempDir(), 'to.lock');
+    const l = await lock(p);
+    const t0 = performance.now();
+    const err = await lock(p, { timeout: 100 }).catch((e) => e);
+    expect(err.code).toBe('ETIMEDOUT');
+    expect(since(t0)).toBeGreaterThanOrEqual(95);
+    expect(since(t0)).toBeLessThan(1000);
+    l.release();
+    tryLock(p)!.release();
+  });
+
+  it('lockSync honours its timeout', () => {
+    const p = join(tempDir(), 'ts.lock');
+    const l = lockSync(p);
+    const t0 = performance.now();
+    expect(() => lockSync(p, { timeout: 80 })).toThrow(expect.objectContaining({ code: 'ETIMEDOUT' }));
+    expect(since(t0)).toBeGreaterThanOrEqual(75);
+    expect(since(t0)).toBeLessThan(1000);
+    l.release();
+  });
+
+  it('an AbortSignal ends a wait with AbortError, promptly', async () => {
+    const p = join(tempDir(), 'ab.lock');
+    const l = await lock(p);
+    const ac = new AbortController();
+    const t0 = performance.now();
+    setTimeout(() => ac.abort(new Error('stop')), 50);
+    const err = await lock(p, { signal: ac.signal }).catch((e) => e);
+    expect(err.code).toBe('ABORT_ERR');
+    expect(err.name).toBe('AbortError');
+    expect(since(t0)).toBeLessThan(1000);
+    // an already aborted signal rejects before touching the disk
+    const q = join(tempDir(), 'never.lock');
+    const err2 = await lock(q, { signal: AbortSignal.abort() }).catch((e) => e);
+    expect(err2.code).toBe('ABORT_ERR');
+    expect(existsSync(q)).toBe(false);
+    l.release();
+    tryLock(p)!.release();
+  });
+
+  it('a waiter gets the lock as soon as the holder releases', async () => {
+    const p = join(tempDir(), 'h.lock');
+    const l = await lock(p);
+    let got = false;
+    const pending = lock(p).then((x) => {
+      got = true;
+      return x;
+    });
+    await sleep(50);
+    expect(got).toBe(false);
+    l.release();
+    const l2 = await pending;
+    expect(l2.mode).toBe('exclusive');
+    l2.release();
+  });
+
+  it('a wait cancelled at the instant it is granted never leaves a lock held', async () => {
+    const p = join(tempDir(), 'race.lock');
+    for (let i = 0; i < 150; i++) {
+      const l = await lock(p);
+      const ac = new AbortController();
+      const pending = lock(p, { signal: ac.signal }).then(
+        (x) => x,
+        () => null,
+      );
+      // release and abort at (nearly) the same instant, in varying order
+      await new Promise((r) => setImmediate(r));
+      if (i % 2) {
+        l.release();
+        ac.abort();
+      } else {
+        ac.abort();
+        l.release();
+      }
+      const got = await pending;
+      if (got) got.release();
+      const probe = tryLock(p);
+      expect(probe, `iteration ${i}: the lock is still held by a cancelled wait`).not.toBeNull();
+      probe!.release();
+    }
+  });
+
+  it('create: false on a missing file is ENOENT and creates nothing', async () => {
+    const p = join(tempDir(), 'missing.lock');
+    const err = await lock(p, { create: false }).catch((e) => e);
+    expect(err.code).toBe('ENOENT');
+    expect(err.path).toBe(p);
+    expect(err.syscall).toBe('open');
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('errno errors carry code, syscall and path', async () => {
+    const d = tempDir();
+    const missingDir = join(d, 'no', 'such', 'dir', 'x.lock');
+    await expect(lock(missingDir)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open', path: missingDir });
+    mkdirSync(join(d, 'adir'));
+    await expect(lock(join(d, 'adir'))).rejects.toMatchObject({ code: 'EISDIR', path: join(d, 'adir') });
+    writeFileSync(join(d, 'file'), '');
+    await expect(lock(join(d, 'file', 'x.lock'))).rejects.toMatchObject({ code: 'ENOTDIR' });
+  });
+
+  it('rejects bad arguments and unknown options without touching the disk', async () => {
+    const d = tempDir();
+    const p = join(d, 'bad.lock');
+    const cases: Array<[unknown, string]> = [
+      [{ mode: 'exclusiv' }, 'ERR_INVALID_ARG_VALUE'],
+      [{ timeout: -1 }, 'ERR_INVALID_ARG_VALUE'],
+      [{ timeout: '10' }, 'ERR_INVALID_ARG_TYPE'],
+      [{ signal: {} }, 'ERR_INVALID_ARG_TYPE'],
+      [{ primitive: 'fcntl' }, 'ERR_INVALID_ARG_VALUE'],
+      [{ range: { offset: -1, length: 1 } }, 'ERR_INVALID_ARG_VALUE'],
+      [{ range: { offset: 0, length: 1, extra: 1 } }, 'ERR_INVALID_ARG_VALUE'],
+      [{ primitive: 'flock', range: { offset: 0, length: 1 } }, 'ERR_INVALID_ARG_VALUE'],
+      [{ mode: 'shared', unlinkOnRelease: true }, 'ERR_INVALID_ARG_VALUE'],
+      [{ create: 'yes' }, 'ERR_INVALID_ARG_TYPE'],
+      [{ timout: 5 }, 'ERR_INVALID_ARG_VALUE'],
+      [null, 'ERR_INVALID_ARG_TYPE'],
+      [{ primitive: 'windows' }, 'ENOTSUP'],
+    ];
+    for (const [options, code] of cases) {
+      await expect(lock(p, options as LockOptions), JSON.stringify(options)).rejects.toMatchObject({ code });
+      // lockSync cannot be aborted: `signal` is an unknown option there
+      const syncCode = options && typeof options === 'object' && 'signal' in options ? 'ERR_INVALID_ARG_VALUE' : code;
+      expect(() => lockSync(p, options as LockOptions)).toThrow(expect.objectContaining({ code: syncCode }));
+    }
+    await expect(lock(42 as unknown as string)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    await expect(lock('')).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect(() => tryLock(p, { timeout: 5 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    await expect(withLock(p, 'nope' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('a shared lock can be taken on a read-only file', () => {
+    if (process.getuid?.() === 0) return; // root can write anything: nothing to show
+    const p = join(tempDir(), 'ro.lock');
+    writeFileSync(p, '');
+    chmodSync(p, 0o444);
+    const s = tryLock(p, { mode: 'shared' });
+    expect(s).not.toBeNull();
+    s!.release();
+  });
+});
+
+describe('holder records', () => {
+  it('an exclusive holder records itself in an empty lock file and clears it on release', async () => {
+    const p = join(tempDir(), 'rec.lock');
+    const l = await lock(p);
+    const rec = JSON.parse(readFileSync(p, 'utf8'));
+    expect(rec).toMatchObject({ fslock: 1, pid: process.pid });
+    expect(Array.isArray(rec.argv)).toBe(true);
+    l.release();
+    expect(readFileSync(p, 'utf8')).toBe('');
+  });
+
+  it('never writes into a file that holds other data', async () => {
+    const p = join(tempDir(), 'data.json');
+    writeFileSync(p, '{"important":true}');
+    const l = await lock(p);
+    expect(readFileSync(p, 'utf8')).toBe('{"important":true}');
+    l.release();
+    expect(readFileSync(p, 'utf8')).toBe('{"important":true}');
+  });
+
+  it('does not truncate data the holder wrote over its record', async () => {
+    const p = join(tempDir(), 'mine.txt');
+    const l = await lock(p);
+    writeFileSync(p, 'user data');
+    l.release();
+    expect(readFileSync(p, 'utf8')).toBe('user data');
+  });
+
+  it('record: false writes nothing; shared holders write nothing', async () => {
+    const p = join(tempDir(), 'norec.lock');
+    const l = await lock(p, { record: false });
+    expect(readFileSync(p, 'utf8')).toBe('');
+    l.release();
+    const s = await lock(p, { mode: 'shared' });
+    expect(readFileSync(p, 'utf8')).toBe('');
+    s.release();
+  });
+});
+
+describe('unlinkOnRelease', () => {
+  it('deletes the file while holding it, then releases', async () => {
+    const p = join(tempDir(), 'u.lock');
+    const l = await lock(p, { unlinkOnRelease: true });
+    expect(existsSync(p)).toBe(true);
+    l.release();
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('a waiter whose file was deleted under it retries on the new file', async () => {
+    const p = join(tempDir(), 'u2.lock');
+    const l = await lock(p, { unlinkOnRelease: true });
+    const waiting = lock(p);
+    await sleep(30);
+    l.release(); // deletes p; the waiter was granted the orphaned inode
+    const w = await waiting;
+    // the waiter must hold the file that is at `p` now, so a newcomer is excluded
+    expect(existsSync(p)).toBe(true);
+    expect(binding.identity(w.fd)).toBe(binding.pathIdentity(p));
+    expect(tryLock(p)).toBeNull();
+    w.release();
+  });
+
+  it('does not delete a file that replaced ours', async () => {
+    const p = join(tempDir(), 'u3.lock');
+    const l = await lock(p, { unlinkOnRelease: true, record: false });
+    const { renameSync } = await import('node:fs');
+    renameSync(p, `${p}.old`);
+    writeFileSync(p, 'someone else');
+    l.release();
+    expect(readFileSync(p, 'utf8')).toBe('someone else');
+  });
+});
+
+describe('byte ranges', () => {
+  it.each(['ofd', 'posix'] as const)('%s: disjoint ranges coexist, overlapping ones conflict', (primitive) => {
+    const p = join(tempDir(), `range-${primitive}.lock`);
+    const a = tryLock(p, { primitive, range: { offset: 0, length: 10 } })!;
+    expect(a).not.toBeNull();
+    const b = tryLock(p, { primitive, range: { offset: 10, length: 10 } });
+    expect(b).not.toBeNull();
+    expect(tryLock(p, { primitive, range: { offset: 5, length: 10 } })).toBeNull();
+    const s = tryLock(p, { primitive, range: { offset: 30, length: 0 }, mode: 'shared' });
+    expect(s).not.toBeNull();
+    expect(tryLock(p, { primitive, range: { offset: 100, length: 1 } })).toBeNull();
+    a.release();
+    b!.release();
+    s!.release();
+    const whole = tryLock(p, { primitive, range: { offset: 0, length: 0 } });
+    expect(whole).not.toBeNull();
+    whole!.release();
+  });
+
+  it('posix registry: releasing one shared holder keeps the other overlapping one', () => {
+    const p = join(tempDir(), 'overlap.lock');
+    const a = tryLock(p, { primitive: 'posix', mode: 'shared', range: { offset: 0, length: 10 } })!;
+    const b = tryLock(p, { primitive: 'posix', mode: 'shared', range: { offset: 5, length: 10 } })!;
+    a.release();
+    // [5,15) must still be read-locked at the kernel level: an OFD writer (which
+    // sees POSIX locks) is refused there but not on [0,5)
+    expect(tryLock(p, { primitive: 'ofd', range: { offset: 6, length: 2 } })).toBeNull();
+    const free = tryLock(p, { primitive: 'ofd', range: { offset: 0, length: 5 } });
+    expect(free).not.toBeNull();
+    free!.release();
+    b.release();
+  });
+});
+
+describe('downgrade and upgrade', () => {
+  it.each(['auto', 'flock', 'ofd', 'posix'] as const)('%s: downgrade lets other shared holders in', async (primitive) => {
+    const p = join(tempDir(), `dg-${primitive}.lock`);
+    const l = await lock(p, { primitive });
+    expect(tryLock(p, { primitive, mode: 'shared' })).toBeNull();
+    l.downgrade();
+    expect(l.mode).toBe('shared');
+    const other = tryLock(p, { primitive, mode: 'shared' });
+    expect(other).not.toBeNull();
+    expect(tryLock(p, { primitive })).toBeNull();
+    other!.release();
+    l.release();
+  });
+
+  it.each(['ofd', 'posix'] as const)('%s: a refused upgrade keeps the shared lock (atomic)', async (primitive) => {
+    const p = join(tempDir(), `ug-${primitive}.lock`);
+    const a = await lock(p, { primitive, mode: 'shared' });
+    const b = await lock(p, { primitive, mode: 'shared' });
+    await expect(a.upgrade({ timeout: 0 })).rejects.toMatchObject({ code: 'ELOCKED' });
+    expect(a.mode).toBe('shared');
+    b.release();
+    // a still holds its shared lock: an exclusive request is refused
+    expect(tryLock(p, { primitive })).toBeNull();
+    await expect(a.upgrade({ timeout: 1000 })).resolves.toEqual({ atomic: true });
+    expect(a.mode).toBe('exclusive');
+    expect(tryLock(p, { primitive, mode: 'shared' })).toBeNull();
+    a.release();
+  });
+
+  it('flock: an upgrade that has to wait says it was not atomic', async () => {
+    const p = join(tempDir(), 'ug-flock.lock');
+    const a = await lock(p, { primitive: 'flock', mode: 'shared' });
+    const b = await lock(p, { primitive: 'flock', mode: 'shared' });
+    const up = a.upgrade({ timeout: 5000 });
+    await sleep(30);
+    b.release();
+    await expect(up).resolves.toEqual({ atomic: false });
+    expect(a.mode).toBe('exclusive');
+    a.release();
+  });
+
+  it('flock: an uncontended upgrade is atomic', async () => {
+    const p = join(tempDir(), 'ug-flock2.lock');
+    const a = await lock(p, { primitive: 'flock', mode: 'shared' });
+    await expect(a.upgrade()).resolves.toEqual({ atomic: true });
+    a.release();
+  });
+
+  it('auto: upgrade waits for shared holders and excludes OFD/POSIX lockers throughout', async () => {
+    const p = join(tempDir(), 'ug-auto.lock');
+    const a = await lock(p, { mode: 'shared' });
+    const b = await lock(p, { mode: 'shared' });
+    const err = await a.upgrade({ timeout: 50 }).catch((e) => e);
+    expect(err.code).toBe('ETIMEDOUT');
+    expect(err.lost).toBeUndefined();
+    expect(a.mode).toBe('shared');
+    expect(a.released).toBe(false);
+    // the shared lock survived the failed upgrade on both primitives
+    expect(tryLock(p, { primitive: 'flock' })).toBeNull();
+    expect(tryLock(p, { primitive: 'ofd' })).toBeNull();
+    const up = a.upgrade();
+    await sleep(30);
+    b.release();
+    const r = await up;
+    expect(a.mode).toBe('exclusive');
+    expect(typeof r.atomic).toBe('boolean');
+    expect(tryLock(p, { mode: 'shared' })).toBeNull();
+    a.release();
+  });
+
+  it('upgrade and downgrade of a released lock throw', async () => {
+    const p = join(tempDir(), 'rel.lock');
+    const a = await lock(p);
+    a.release();
+    expect(() => a.downgrade()).toThrow(expect.objectContaining({ code: 'ERR_LOCK_RELEASED' }));
+    await expect(a.upgrade()).rejects.toMatchObject({ code: 'ERR_LOCK_RELEASED' });
+  });
+});
