@@ -119,7 +119,8 @@ function probeMode(fd: number): LockMode | null {
   return mode;
 }
 
-function inspectWith(path: string, procLocks: string | null): LockInfo {
+/** @internal inspect with an already read /proc/locks (null: probe instead). */
+export function inspectWith(path: string, procLocks: string | null): LockInfo {
   let fd: number;
   try {
     fd = binding.open(path, 0);
@@ -146,7 +147,8 @@ function inspectWith(path: string, procLocks: string | null): LockInfo {
   }
 }
 
-function readProcLocksSync(): string | null {
+/** @internal */
+export function readProcLocksSync(): string | null {
   if (process.platform !== 'linux') return null;
   try {
     return readFileSync('/proc/locks', 'utf8');

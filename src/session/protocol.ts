@@ -1,0 +1,360 @@
+/**
+ * # Session directories: a copy-on-write cache protocol
+ *
+ * A *crate directory* holds the versions of one cache. Every version is a
+ * directory; a finalized version is never modified again, so any number of
+ * processes can read it at once, and a process that wants to change the
+ * cache works on a private copy that nobody else can see until it publishes
+ * it. The names are the Rust compiler's (see naming.ts), so these functions
+ * work on the compiler's own incremental directories.
+ *
+ * ## The life of a session
+ *
+ *   openSession                       finalize(tag)
+ *   ───────────► s-T-R-working ──────────────────► s-T-R-tag ──► (obsolete once a newer one exists)
+ *                 │ lock s-T-R.lock   rename, then  │ lock file kept, unlocked;
+ *                 │ held exclusively  release        │ readers take it shared
+ *                 │
+ *                 └── abandon(), or the process dies ──► garbage
+ *
+ * 1. Allocate. Pick `s-{T}-{R}` (T = now in µs, R = random u32) and lock
+ *    `s-{T}-{R}.lock` exclusively, creating it, *before* the directory
+ *    `s-{T}-{R}-working` exists. So whenever a working directory exists, its
+ *    lock file exists too and is held for as long as its owner lives.
+ * 2. Seed. Take the newest finalized directory, lock its lock file *shared*
+ *    (without waiting) and hard-link its files into the working directory,
+ *    copying where links fail (another filesystem, no hard links, permissions).
+ *    A collector deletes a finalized directory only while holding its lock
+ *    exclusively, so a shared lock guarantees the source stays whole while it
+ *    is read. If the lock is refused (a collector is deleting it) or reading
+ *    fails, the working directory is emptied and the next newest is tried;
+ *    with none left the session starts empty.
+ * 3. Work. The directory is private: nobody else writes it, and collectors
+ *    leave it alone because its lock is held.
+ * 4. Finalize: rename `-working` to `-{tag}` (atomic; retried on Windows'
+ *    transient EPERM/EACCES/EBUSY), then release the lock. Readers see either
+ *    no version or a complete one, never a partial one. Or abandon: remove the
+ *    directory, then the lock file while still holding it.
+ * 5. Collect garbage (after finalize, or on demand): see gc.ts.
+ *
+ * ## Invariants, and why each step is safe
+ *
+ * - *A directory is deleted only by someone holding its lock exclusively*
+ *   (or when it has no lock file at all, i.e. no one can be holding it). A
+ *   live owner holds its lock exclusively, a reader holds it shared, and the
+ *   kernel releases both when a process dies, so "could lock it exclusively"
+ *   means exactly "nobody is using it".
+ * - *A lock file is deleted only while held exclusively* (or, for an orphan,
+ *   once locked). A waiter granted a lock on a deleted file would hold a lock
+ *   nobody else can see; fslock's locks re-check the path after every
+ *   acquisition, and the protocol never waits on session locks anyway.
+ * - *The lock must exclude other handles in the same process.* The compiler
+ *   once collected its own live session because process-scoped POSIX fcntl
+ *   locks let a second descriptor in the same process "acquire" a lock the
+ *   process already held, and a slow session looked old enough to be
+ *   abandoned. fslock's locks exclude every other descriptor and worker
+ *   thread. Independently of that, a session open anywhere in this process
+ *   (any worker thread) is marked in a process-wide table, and collectors
+ *   never consider a marked session, whatever its age.
+ * - *Age only protects the moment between creating and locking.* Working
+ *   directories and orphan lock files younger than `gcAge` are left alone;
+ *   fslock creates and locks in one call, so the window is tiny, but other
+ *   tools (the compiler) create first and lock after.
+ * - *Removal is atomic at the session level.* A directory is first renamed to
+ *   a hidden `.fslock-trash-*` name (invisible to the protocol), then deleted;
+ *   a removal that fails half-way leaves trash for a later collection, never a
+ *   half-deleted session that someone might seed from.
+ * - *Everything tolerates losing races.* Many processes collect at once: an
+ *   entry that vanishes (ENOENT) was collected by someone else and is not an
+ *   error; a collection never throws its per-entry errors and never aborts a
+ *   finalize.
+ * - *Only the newest finalized directory is kept*, counting only those the
+ *   collector could lock; one being read is skipped this time and collected
+ *   by a later pass.
+ */
+import { join } from 'node:path';
+import { binding } from '../binding.js';
+import { FslockError, invalidArgValue, notSupportedError } from '../errors.js';
+import { tryLock, type FileLock } from '../lock.js';
+import { checkPath } from '../options.js';
+import { retryTransient } from '../retry.js';
+import { describeFs } from '../fstype.js';
+import { fsops } from './fsops.js';
+import {
+  canonicalCrateDir,
+  collectIn,
+  liveKey,
+  removeDirAtomically,
+  unlinkLockFile,
+  type GcReport,
+} from './gc.js';
+import {
+  isFinalized,
+  LOCK_SUFFIX,
+  newPrefix,
+  parseSessionDir,
+  TAG_PATTERN,
+  WORKING_TAG,
+} from './naming.js';
+import { nowMicros, parseSessionOptions, type ParsedSessionOptions, type SessionOptions } from './options.js';
+
+/** Codes of errors worth falling back to copying for. */
+const LINK_FALLBACK_CODES = new Set(['EXDEV', 'EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS', 'EINVAL']);
+/** How many link/copy operations run at once while seeding. */
+const SEED_CONCURRENCY = 32;
+/** Warning code for filesystems where locks are unreliable. */
+export const UNRELIABLE_FS_WARNING = 'FSLOCK_UNRELIABLE_FS';
+
+export interface SessionStats {
+  linked: number;
+  copied: number;
+}
+
+export type SessionState = 'working' | 'finalized' | 'abandoned';
+
+/** A private, locked working directory in a crate directory. */
+export class Session {
+  /** The crate directory, canonicalized. */
+  readonly crateDir: string;
+  /** "s-{timestamp}-{random}", shared by the directory and its lock file. */
+  readonly prefix: string;
+  /** The lock file (`{prefix}.lock`). */
+  readonly lockFile: string;
+  /** The finalized directory this session was seeded from, or null. */
+  readonly source: string | null;
+  /** Files hard-linked and copied from the source. */
+  readonly stats: SessionStats;
+  /** The report of the collection that finalize() ran, once it has. */
+  gcReport: GcReport | null = null;
+  #path: string;
+  #state: SessionState = 'working';
+  #lock: FileLock;
+  #options: ParsedSessionOptions;
+  #busy = false;
+
+  /** @internal */
+  constructor(crateDir: string, prefix: string, lock: FileLock, source: string | null, stats: SessionStats, options: ParsedSessionOptions) {
+    this.crateDir = crateDir;
+    this.prefix = prefix;
+    this.lockFile = join(crateDir, prefix + LOCK_SUFFIX);
+    this.#path = join(crateDir, `${prefix}-${WORKING_TAG}`);
+    this.#lock = lock;
+    this.source = source;
+    this.stats = stats;
+    this.#options = options;
+  }
+
+  /** The working directory, or the finalized one after finalize(). */
+  get path(): string {
+    return this.#path;
+  }
+
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  #enter(what: string): void {
+    if (this.#state !== 'working') {
+      throw new FslockError('ERR_SESSION_CLOSED', `Cannot ${what}: the session ${this.#path} was already ${this.#state}`, {
+        path: this.#path,
+      });
+    }
+    if (this.#busy) {
+      throw new FslockError('ERR_SESSION_BUSY', `Cannot ${what}: another finalize() or abandon() of ${this.#path} is in progress`, {
+        path: this.#path,
+      });
+    }
+    this.#busy = true;
+  }
+
+  #close(): void {
+    binding.mark(liveKey(this.crateDir, this.prefix), false);
+    this.#lock.release();
+  }
+
+  /**
+   * Publishes the session as `s-{timestamp}-{random}-{tag}` and releases its
+   * lock, then collects garbage (its report is in `gcReport`; its errors are
+   * never thrown). If the rename fails the session stays open and working, so
+   * finalize can be retried or the session abandoned; nothing is lost.
+   */
+  async finalize(tag: string): Promise<string> {
+    if (typeof tag !== 'string' || !TAG_PATTERN.test(tag) || tag === WORKING_TAG) {
+      throw invalidArgValue('tag', tag, "must match [0-9a-z]+ and not be 'working'");
+    }
+    this.#enter('finalize');
+    const finalPath = join(this.crateDir, `${this.prefix}-${tag}`);
+    try {
+      await retryTransient(() => fsops.rename(this.#path, finalPath));
+    } catch (err) {
+      this.#busy = false;
+      const e = err as Error & { code?: string };
+      throw new FslockError(e.code ?? 'EIO', `${e.message} (finalizing session ${this.#path} as ${finalPath}; ` +
+        'the session is still open: retry finalize() or abandon() it)', { path: this.#path, cause: err });
+    }
+    this.#path = finalPath;
+    this.#state = 'finalized';
+    this.#busy = false;
+    this.#close();
+    try {
+      const o = this.#options;
+      this.gcReport = await collectIn(this.crateDir, o.gcAge, nowMicros(o.now), false, o.primitive);
+    } catch (err) {
+      const e = err as Error & { code?: string };
+      this.gcReport = { deleted: [], inUse: [], kept: [], errors: [{ path: this.crateDir, code: e.code ?? 'UNKNOWN', message: e.message }] };
+    }
+    return finalPath;
+  }
+
+  /** Deletes the working directory, then its lock file while still holding it. */
+  async abandon(): Promise<void> {
+    this.#enter('abandon');
+    try {
+      await removeDirAtomically(this.#path);
+      await unlinkLockFile(this.lockFile);
+    } catch (err) {
+      this.#busy = false;
+      throw err; // still open and locked: abandon() can be retried
+    }
+    this.#state = 'abandoned';
+    this.#busy = false;
+    this.#close();
+  }
+
+  /** `await using session = await openSession(dir)`: abandons a session that was not finalized. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state === 'working' && !this.#busy) await this.abandon();
+  }
+}
+
+async function linkOrCopyTree(src: string, dst: string, mode: 'auto' | 'copy', stats: SessionStats): Promise<void> {
+  let linksWork = mode === 'auto';
+  const queue: Array<[string, string]> = [];
+  const walk = async (from: string, to: string): Promise<void> => {
+    for (const ent of await fsops.readdir(from)) {
+      const s = join(from, ent.name);
+      const d = join(to, ent.name);
+      if (ent.isDirectory()) {
+        await fsops.mkdir(d);
+        await walk(s, d);
+      } else {
+        queue.push([s, d]);
+      }
+    }
+  };
+  await walk(src, dst);
+  const one = async ([s, d]: [string, string]): Promise<void> => {
+    if (linksWork) {
+      try {
+        await fsops.link(s, d);
+        stats.linked++;
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? '';
+        if (!LINK_FALLBACK_CODES.has(code)) throw err;
+        linksWork = false; // this filesystem will not link: copy the rest
+      }
+    }
+    await fsops.copy(s, d);
+    stats.copied++;
+  };
+  for (let i = 0; i < queue.length; i += SEED_CONCURRENCY) {
+    await Promise.all(queue.slice(i, i + SEED_CONCURRENCY).map(one));
+  }
+}
+
+async function emptyDir(dir: string): Promise<void> {
+  for (const ent of await fsops.readdir(dir)) await fsops.remove(join(dir, ent.name));
+}
+
+/** Finalized directories, newest first. */
+async function finalizedNewestFirst(crateDir: string): Promise<string[]> {
+  const found: Array<{ name: string; micros: bigint }> = [];
+  for (const ent of await fsops.readdir(crateDir)) {
+    const p = parseSessionDir(ent.name);
+    if (p && isFinalized(p) && ent.isDirectory()) found.push({ name: ent.name, micros: p.micros });
+  }
+  found.sort((a, b) => (a.micros === b.micros ? b.name.localeCompare(a.name) : a.micros > b.micros ? -1 : 1));
+  return found.map((f) => f.name);
+}
+
+function checkFilesystem(lock: FileLock, crateDir: string, strict: boolean): void {
+  const fs = describeFs(lock.fd);
+  if (!fs.warning) return;
+  const msg = `Locks are unreliable on ${fs.name} (${fs.warning.why}); session directories in ${crateDir} ` +
+    'may be collected while in use. Put the cache on a local filesystem.';
+  if (strict) throw notSupportedError(crateDir, msg, 'Pass strict: false to only warn.');
+  process.emitWarning(msg, { code: UNRELIABLE_FS_WARNING, type: 'FslockWarning' });
+}
+
+/**
+ * Opens a new session in `crateDir` (created if missing), seeded from the
+ * newest finalized session.
+ */
+export async function openSession(crateDir: string, options?: SessionOptions): Promise<Session> {
+  checkPath(crateDir, 'crateDir');
+  const o = parseSessionOptions(options, ['gcAge', 'now', 'primitive', 'strict', 'copy']);
+  await fsops.mkdir(crateDir, true);
+  const real = await canonicalCrateDir(crateDir);
+
+  // 1. Allocate: lock first, then create the directory.
+  let prefix = '';
+  let lock: FileLock | null = null;
+  for (let attempt = 0; !lock; attempt++) {
+    prefix = newPrefix(nowMicros(o.now));
+    const l = tryLock(join(real, prefix + LOCK_SUFFIX), { primitive: o.primitive });
+    if (!l) {
+      if (attempt > 100) throw new FslockError('EEXIST', `cannot allocate a session name in ${real}`, { path: real });
+      continue; // the same name is taken (same microsecond and random number): pick another
+    }
+    try {
+      checkFilesystem(l, real, o.strict);
+      binding.mark(liveKey(real, prefix), true);
+      await fsops.mkdir(join(real, `${prefix}-${WORKING_TAG}`));
+      lock = l;
+    } catch (err) {
+      binding.mark(liveKey(real, prefix), false);
+      await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch(() => undefined);
+      l.release();
+      if ((err as { code?: string }).code === 'EEXIST') continue;
+      throw err;
+    }
+  }
+  const working = join(real, `${prefix}-${WORKING_TAG}`);
+
+  // 2. Seed from the newest finalized directory that can be read.
+  const stats: SessionStats = { linked: 0, copied: 0 };
+  let source: string | null = null;
+  try {
+    for (const name of await finalizedNewestFirst(real)) {
+      const dir = join(real, name);
+      const srcPrefix = parseSessionDir(name)!.prefix;
+      let shared: FileLock | null = null;
+      try {
+        shared = tryLock(join(real, srcPrefix + LOCK_SUFFIX), { mode: 'shared', create: false, primitive: o.primitive });
+      } catch {
+        shared = null; // no lock file (garbage) or unreadable: not a source
+      }
+      if (!shared) continue;
+      try {
+        await linkOrCopyTree(dir, working, o.copy, stats);
+        source = dir;
+        break;
+      } catch {
+        stats.linked = 0;
+        stats.copied = 0;
+        await emptyDir(working);
+      } finally {
+        shared.release();
+      }
+    }
+  } catch (err) {
+    // could not even list the crate directory: give the session back
+    await removeDirAtomically(working).catch(() => undefined);
+    await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch(() => undefined);
+    binding.mark(liveKey(real, prefix), false);
+    lock.release();
+    throw err;
+  }
+  return new Session(real, prefix, lock, source, stats, o);
+}
