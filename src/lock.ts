@@ -82,20 +82,20 @@ export function parseRecord(buf: Buffer): HolderRecord | null {
   }
 }
 
-function makeRecord(): Buffer {
-  const argv = [process.argv0 === 'node' ? 'node' : process.argv0, ...process.argv.slice(1)];
+function makeRecord(argvOverride?: string[]): Buffer {
+  const argv = argvOverride ?? [process.argv0 === 'node' ? 'node' : process.argv0, ...process.argv.slice(1)];
   return Buffer.from(
     `${JSON.stringify({ fslock: 1, pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), argv })}\n`,
   );
 }
 
 /** Writes our record into an empty lock file (or over a stale record). Best effort. */
-function writeRecord(fd: number): Buffer | null {
+function writeRecord(fd: number, argv?: string[]): Buffer | null {
   try {
     const head = Buffer.alloc(RECORD_PREFIX.length);
     const n = binding.readAt(fd, head, 0);
     if (n !== 0 && !(n === head.length && head.equals(RECORD_PREFIX))) return null; // not ours to touch
-    const rec = makeRecord();
+    const rec = makeRecord(argv);
     if (n !== 0) binding.truncate(fd, 0);
     binding.writeAt(fd, rec, 0);
     return rec;
@@ -187,7 +187,7 @@ function afterWaitFailure(a: Attempt, err: unknown): void {
 }
 
 function finish(path: string, a: Attempt, p: ParsedLockOptions, identity: string): FileLock {
-  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(a.fd) : null;
+  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(a.fd, p.recordArgv) : null;
   return new FileLock(path, a, p, rec, identity);
 }
 
@@ -302,6 +302,7 @@ export class FileLock {
   #record: Buffer | null;
   #unlinkOnRelease: boolean;
   #recordEnabled: boolean;
+  #recordArgv: string[] | undefined;
   #identity: string;
 
   /** @internal */
@@ -316,6 +317,7 @@ export class FileLock {
     this.#record = record;
     this.#unlinkOnRelease = p.unlinkOnRelease;
     this.#recordEnabled = p.record;
+    this.#recordArgv = p.recordArgv;
     this.#identity = identity;
   }
 
@@ -465,7 +467,7 @@ export class FileLock {
       throw err;
     }
     this.#mode = 'exclusive';
-    if (!this.range && this.#recordEnabled) this.#record = writeRecord(a.fd);
+    if (!this.range && this.#recordEnabled) this.#record = writeRecord(a.fd, this.#recordArgv);
     return { atomic };
   }
 

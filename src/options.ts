@@ -34,8 +34,10 @@ export interface LockOptions {
    * Exclusive whole-file locks write one JSON line describing the holder into an
    * empty lock file (and clear it on release) so `inspect` and waiting
    * messages can say who holds it. Default true; false never writes.
+   * `{ argv }` records that command line instead of this process's own (a
+   * wrapper such as `fslock run` names the command it runs).
    */
-  record?: boolean;
+  record?: boolean | { argv: string[] };
 }
 
 /** Documented defaults. */
@@ -82,6 +84,8 @@ export interface ParsedLockOptions {
   create: boolean;
   unlinkOnRelease: boolean;
   record: boolean;
+  /** Command line to record instead of process.argv. */
+  recordArgv: string[] | undefined;
   plan: Plan;
 }
 
@@ -222,7 +226,17 @@ export function parseLockOptions(options: unknown, path: string): ParsedLockOpti
   if (unlinkOnRelease && range) {
     throw invalidArgValue('options.unlinkOnRelease', true, 'cannot be combined with options.range');
   }
-  const record = parseBool(o.record, 'options.record', DEFAULT_LOCK_OPTIONS.record);
+  let record: boolean = DEFAULT_LOCK_OPTIONS.record;
+  let recordArgv: string[] | undefined;
+  if (o.record !== undefined && typeof o.record === 'object' && o.record !== null) {
+    const r = checkOptionsObject(o.record, new Set(['argv']), 'options.record');
+    if (!Array.isArray(r.argv) || !r.argv.every((a) => typeof a === 'string')) {
+      throw invalidArgType('options.record.argv', 'an array of strings', r.argv);
+    }
+    recordArgv = [...(r.argv as string[])];
+  } else {
+    record = parseBool(o.record, 'options.record', DEFAULT_LOCK_OPTIONS.record);
+  }
   const plan = planFor(primitive, range, path);
   return {
     mode,
@@ -234,6 +248,7 @@ export function parseLockOptions(options: unknown, path: string): ParsedLockOpti
     create,
     unlinkOnRelease,
     record,
+    recordArgv,
     plan,
   };
 }

@@ -30,13 +30,13 @@ describe('foreign lockers', () => {
 
   it('while util-linux flock holds the file, tryLock returns null', async () => {
     const p = join(tempDir(), 'g.lock');
-    const h = attach(spawn('flock', [p, '-c', 'echo locked; sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] }));
-    await h.waitFor('locked');
+    const h = attach(spawn('flock', [p, '-c', 'echo locked $$; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const shellPid = Number((await h.waitFor(/^locked \d+$/)).split(' ')[1]);
     expect(tryLock(p)).toBeNull();
     h.child.kill('SIGKILL');
     await h.exited;
-    // `sh` died; its `sleep` child inherited the lock fd, so free it too
-    await run('pkill', ['-KILL', '-f', 'sleep 60']).catch(() => undefined);
+    // flock(1) died; the command (sh exec'd into sleep) inherited the lock fd: end it too
+    process.kill(shellPid, 'SIGKILL');
     const l = await lock(p, { timeout: 5000 });
     l.release();
   });

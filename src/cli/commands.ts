@@ -1,0 +1,146 @@
+/** fslock inspect, fslock sessions and fslock gc. */
+import { lstat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { inspect } from '../inspect.js';
+import { collectGarbage, listSessions } from '../session/gc.js';
+import { parse, parseSeconds, type OptionSpec } from './args.js';
+import { EXIT, UsageError } from './errors.js';
+import { formatAge, formatBytes, paint, table, useColor, type Out } from './format.js';
+
+interface Io {
+  stdout: Out;
+  stderr: Out;
+}
+
+export const INSPECT_USAGE = `usage: fslock inspect [--json] <lockfile>
+
+Shows whether <lockfile> is held, in which mode, by whom (as recorded by an
+exclusive fslock holder), and each lock the kernel reports on it (Linux).
+Never creates or locks the file.`;
+
+export const SESSIONS_USAGE = `usage: fslock sessions [--json] <crateDir>
+
+Lists the session directories of a crate directory (fslock/session, or the
+Rust compiler's target/*/incremental/<crate>): name, state, age, size, held.`;
+
+export const GC_USAGE = `usage: fslock gc [--dry-run] [--age <seconds>] [--json] <crateDir>
+
+Collects garbage in a crate directory: dead working sessions older than
+--age (default 10), orphan lock files, and all finalized sessions but the
+newest. Sessions in use are never touched. --dry-run deletes nothing.
+Exit status 0, or 3 if some entries could not be removed.`;
+
+const JSON_HELP: OptionSpec = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } };
+
+function one(positionals: string[], what: string): string {
+  if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one ${what}, got ${positionals.length}` : `missing ${what}`);
+  return positionals[0] as string;
+}
+
+export async function inspectCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, JSON_HELP);
+  if (values.help) return io.stdout.write(`${INSPECT_USAGE}\n`), EXIT.OK;
+  const path = one(positionals, '<lockfile>');
+  const info = await inspect(path);
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+    return EXIT.OK;
+  }
+  const color = useColor(io.stdout);
+  if (!info.exists) {
+    io.stdout.write(`${path}: no such file (not held)\n`);
+    return EXIT.OK;
+  }
+  const state = info.held ? paint(color, 'yellow', `held ${info.mode}`) : paint(color, 'green', 'free');
+  const lines = [`${path}: ${state}`];
+  if (info.holder) {
+    const h = info.holder;
+    lines.push(`  holder: pid ${h.pid} on ${h.hostname}, since ${h.startedAt}`);
+    lines.push(`  command: ${h.argv.join(' ')}`);
+  }
+  for (const l of info.locks) {
+    const range = l.start === 0 && l.end === null ? 'whole file' : `bytes ${l.start}..${l.end ?? 'EOF'}`;
+    lines.push(`  kernel: ${l.kind} ${l.mode}, ${range}${l.pid === null ? '' : `, pid ${l.pid}`}`);
+  }
+  if (info.waiters > 0) lines.push(`  waiting: ${info.waiters}`);
+  io.stdout.write(`${lines.join('\n')}\n`);
+  return EXIT.OK;
+}
+
+async function treeSize(path: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await readdir(path, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(path, e.name);
+    if (e.isDirectory()) total += await treeSize(p);
+    else total += (await lstat(p).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
+}
+
+export async function sessionsCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, JSON_HELP);
+  if (values.help) return io.stdout.write(`${SESSIONS_USAGE}\n`), EXIT.OK;
+  const dir = one(positionals, '<crateDir>');
+  const sessions = await listSessions(dir);
+  const sizes = await Promise.all(sessions.map((s) => treeSize(s.path)));
+  if (values.json) {
+    const out = sessions.map((s, i) => ({ ...s, createdAt: s.createdAt.toISOString(), size: sizes[i] }));
+    io.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    return EXIT.OK;
+  }
+  if (sessions.length === 0) {
+    io.stdout.write(`no session directories in ${dir}\n`);
+    return EXIT.OK;
+  }
+  const color = useColor(io.stdout);
+  const now = Date.now();
+  const rows = [
+    ['NAME', 'STATE', 'AGE', 'SIZE', 'HELD'],
+    ...sessions.map((s, i) => [
+      s.name,
+      s.lockFile ? s.state : `${s.state} (no lock file)`,
+      formatAge(now - s.createdAt.getTime()),
+      formatBytes(sizes[i] ?? 0),
+      s.held ? { text: 'yes', style: 'yellow' as const } : 'no',
+    ]),
+  ];
+  io.stdout.write(`${table(rows, color)}\n`);
+  return EXIT.OK;
+}
+
+export async function gcCommand(argv: string[], io: Io): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    ...JSON_HELP,
+    'dry-run': { type: 'boolean' },
+    age: { type: 'string' },
+  });
+  if (values.help) return io.stdout.write(`${GC_USAGE}\n`), EXIT.OK;
+  const dir = one(positionals, '<crateDir>');
+  const gcAge = values.age === undefined ? undefined : parseSeconds(values.age as string, '--age') * 1000;
+  const report = await collectGarbage(dir, { dryRun: Boolean(values['dry-run']), ...(gcAge === undefined ? {} : { gcAge }) });
+  if (values.json) {
+    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const color = useColor(io.stdout);
+    const verb = values['dry-run'] ? 'would delete' : 'deleted';
+    const lines: string[] = [];
+    const show = (label: string, list: string[], style?: 'green' | 'yellow' | 'red') => {
+      for (const p of list) lines.push(`${style ? paint(color, style, label) : label}  ${p}`);
+    };
+    show(verb, report.deleted, 'green');
+    show('in use', report.inUse, 'yellow');
+    show('kept', report.kept);
+    for (const e of report.errors) lines.push(`${paint(color, 'red', 'error')}  ${e.path}: ${e.message}`);
+    lines.push(
+      `${report.deleted.length} ${verb}, ${report.inUse.length} in use, ${report.kept.length} kept, ${report.errors.length} errors`,
+    );
+    io.stdout.write(`${lines.join('\n')}\n`);
+  }
+  return report.errors.length > 0 ? EXIT.FAILURE : EXIT.OK;
+}

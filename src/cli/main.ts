@@ -1,0 +1,68 @@
+/** The fslock command: dispatch, --help, --version, and error reporting. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../binding.js';
+import { EXIT, UsageError } from './errors.js';
+import type { Out } from './format.js';
+import { runCommand, RUN_USAGE } from './run.js';
+import { probeCommand, PROBE_USAGE } from './probe.js';
+import { gcCommand, GC_USAGE, inspectCommand, INSPECT_USAGE, sessionsCommand, SESSIONS_USAGE } from './commands.js';
+
+export const USAGE = `usage: fslock <command> [options]
+
+commands:
+  run [options] <lockfile> <command...>   run a command under a lock (like flock(1))
+  probe [dir]                             measure the lock semantics of this OS and filesystem
+  inspect <lockfile>                      is it held, in which mode, by whom
+  sessions <crateDir>                     list session directories
+  gc <crateDir>                           collect garbage in a crate directory
+
+options:
+  -h, --help      help (also: fslock <command> --help)
+  -v, --version   print the version
+
+exit status: 0 ok, 1 lock conflict (run -n / -w), 2 bad command line,
+3 failure; run passes on its command's status (128+N for signal N).`;
+
+type Io = { stdout: Out; stderr: Out };
+type Command = (argv: string[], io: Io) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; usage: string }> = {
+  run: { run: runCommand, usage: RUN_USAGE },
+  probe: { run: probeCommand, usage: PROBE_USAGE },
+  inspect: { run: inspectCommand, usage: INSPECT_USAGE },
+  sessions: { run: sessionsCommand, usage: SESSIONS_USAGE },
+  gc: { run: gcCommand, usage: GC_USAGE },
+};
+
+export function version(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
+    (first === undefined ? io.stderr : io.stdout).write(`${USAGE}\n`);
+    return first === undefined ? EXIT.USAGE : EXIT.OK;
+  }
+  if (first === '-v' || first === '--version') {
+    io.stdout.write(`fslock ${version()}\n`);
+    return EXIT.OK;
+  }
+  const cmd = COMMANDS[first];
+  if (!cmd) {
+    io.stderr.write(`fslock: unknown command '${first}'\n\n${USAGE}\n`);
+    return EXIT.USAGE;
+  }
+  try {
+    return await cmd.run(rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`fslock ${first}: ${err.message}\n\n${cmd.usage}\n`);
+      return EXIT.USAGE;
+    }
+    const e = err as Error & { code?: string };
+    io.stderr.write(`fslock ${first}: ${e.message}\n`);
+    return e.code?.startsWith('ERR_INVALID_ARG') ? EXIT.USAGE : EXIT.FAILURE;
+  }
+}
