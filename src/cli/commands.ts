@@ -130,13 +130,15 @@ export async function gcCommand(argv: string[], io: Io): Promise<number> {
     const color = useColor(io.stdout);
     const verb = values['dry-run'] ? 'would delete' : 'deleted';
     const lines: string[] = [];
+    const width = Math.max(verb.length, 'in use'.length);
     const show = (label: string, list: string[], style?: 'green' | 'yellow' | 'red') => {
-      for (const p of list) lines.push(`${style ? paint(color, style, label) : label}  ${p}`);
+      const padded = label.padEnd(width);
+      for (const p of list) lines.push(`${style ? paint(color, style, padded) : padded}  ${p}`);
     };
     show(verb, report.deleted, 'green');
     show('in use', report.inUse, 'yellow');
     show('kept', report.kept);
-    for (const e of report.errors) lines.push(`${paint(color, 'red', 'error')}  ${e.path}: ${e.message}`);
+    for (const e of report.errors) lines.push(`${paint(color, 'red', 'error'.padEnd(width))}  ${e.path}: ${e.message}`);
     lines.push(
       `${report.deleted.length} ${verb}, ${report.inUse.length} in use, ${report.kept.length} kept, ${report.errors.length} errors`,
     );
