@@ -43,7 +43,8 @@ describe('inspect', () => {
   it('sees a foreign flock(1) holder and counts waiters', async () => {
     if (process.platform !== 'linux') return;
     const p = join(tempDir(), 'f.lock');
-    const h = attach(spawn('flock', [p, 'sleep', '30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    // -o: the command does not inherit the lock, so killing flock(1) frees it
+    const h = attach(spawn('flock', ['-o', p, 'sleep', '30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
     for (let i = 0; i < 100 && !(await inspect(p)).held; i++) await new Promise((r) => setTimeout(r, 20));
     const waiter = lock(p).catch(() => null);
     await new Promise((r) => setTimeout(r, 50));
