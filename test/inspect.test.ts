@@ -44,8 +44,8 @@ describe('inspect', () => {
     if (process.platform !== 'linux') return;
     const p = join(tempDir(), 'f.lock');
     // -o: the command does not inherit the lock, so killing flock(1) frees it
-    const h = attach(spawn('flock', ['-o', p, 'sleep', '30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
-    for (let i = 0; i < 100 && !(await inspect(p)).held; i++) await new Promise((r) => setTimeout(r, 20));
+    const h = attach(spawn('flock', ['-o', p, 'sh', '-c', 'echo $$; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const commandPid = Number(await h.waitFor(/^\d+$/));
     const waiter = lock(p).catch(() => null);
     await new Promise((r) => setTimeout(r, 50));
     const info = await inspect(p);
@@ -55,6 +55,7 @@ describe('inspect', () => {
     h.child.kill('SIGKILL');
     const l = await waiter;
     l?.release();
+    process.kill(commandPid, 'SIGKILL');
   });
 
   it('parses /proc/locks lines, matching device numbers and skipping others', () => {
