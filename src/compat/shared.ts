@@ -1,0 +1,128 @@
+/** Pieces shared by the proper-lockfile and lockfile compatibility layers. */
+import { randomBytes } from 'node:crypto';
+import { linkSync, renameSync, unlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { binding } from '../binding.js';
+import { lock, tryLock, type FileLock } from '../lock.js';
+import { inspectSync } from '../inspect.js';
+
+const code = (err: unknown) => (err as { code?: string })?.code;
+
+/**
+ * Creates `target` atomically, already locked: lock a fresh temporary file,
+ * then rename (mode 'rename') or hard-link (mode 'link', which fails with
+ * EEXIST like O_EXCL) it into place. Anyone who finds `target` therefore finds
+ * it locked — until its holder releases it (and deletes it first) or dies.
+ */
+export function placeLocked(target: string, mode: 'rename' | 'link'): FileLock {
+  const tmp = join(dirname(target), `.fslock-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const held = tryLock(tmp, { create: true });
+  if (!held) throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
+  try {
+    if (mode === 'rename') {
+      renameSync(tmp, target);
+    } else {
+      try {
+        linkSync(tmp, target);
+      } finally {
+        unlinkSync(tmp);
+      }
+    }
+  } catch (err) {
+    try {
+      if (mode === 'rename') unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+    held.release();
+    throw err;
+  }
+  return held;
+}
+
+export type Liveness = 'live' | 'dead' | 'absent';
+
+/**
+ * Is the kernel lock on `path` held by a live process? 'dead' means the file
+ * exists but nobody holds it: its holder is gone (crash, SIGKILL). 'absent':
+ * no such file. A 'dead' marker is returned locked so the caller can remove
+ * it safely; release it afterwards.
+ */
+export function probeMarker(path: string): { state: Liveness; lock: FileLock | null } {
+  try {
+    const l = tryLock(path, { create: false, record: false });
+    return l ? { state: 'dead', lock: l } : { state: 'live', lock: null };
+  } catch (err) {
+    if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return { state: 'absent', lock: null };
+    throw err;
+  }
+}
+
+/** Whether `path` is locked by someone, without taking it (Linux reads /proc/locks). */
+export function isHeld(path: string): boolean {
+  try {
+    return inspectSync(path).held;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits (in the kernel) until the holder of `path` lets go, at most `ms`.
+ * Returns true when it did, false on timeout. Whether the lock is now free to
+ * take is for the caller's next attempt to find out.
+ */
+export async function waitForRelease(path: string, ms: number): Promise<boolean> {
+  try {
+    const l = await lock(path, { create: false, record: false, timeout: Math.max(0, ms) });
+    // Granted with the file still in place: its holder died without cleaning up.
+    l.release();
+    return true;
+  } catch (err) {
+    if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return true; // released and removed
+    if (code(err) === 'ETIMEDOUT') return false;
+    throw err;
+  }
+}
+
+export function identityOf(l: FileLock): string {
+  return binding.identity(l.fd);
+}
+
+export function pathIdentity(path: string): string | null {
+  try {
+    return binding.pathIdentity(path);
+  } catch {
+    return null;
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Options of the `retry` package, as proper-lockfile accepts them. */
+export interface RetryOptions {
+  retries?: number;
+  factor?: number;
+  minTimeout?: number;
+  maxTimeout?: number;
+  randomize?: boolean;
+  forever?: boolean;
+  maxRetryTime?: number;
+  unref?: boolean;
+}
+
+/**
+ * The longest the `retry` package's schedule would keep trying: the sum of
+ * its timeouts (randomized ones at their largest), capped by maxRetryTime.
+ */
+export function retryBudgetMs(r: RetryOptions): number {
+  if (r.forever) return r.maxRetryTime ?? Infinity;
+  const retries = r.retries ?? 10;
+  const factor = r.factor ?? 2;
+  const min = r.minTimeout ?? 1000;
+  const max = r.maxTimeout ?? Infinity;
+  let total = 0;
+  for (let i = 0; i < retries; i++) total += Math.min(min * (r.randomize ? 2 : 1) * factor ** i, max);
+  return Math.min(total, r.maxRetryTime ?? Infinity);
+}
+

@@ -1,0 +1,277 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import pl from '../src/compat/proper-lockfile.js';
+import * as lf from '../src/compat/lockfile.js';
+import { retryBudgetMs } from '../src/compat/shared.js';
+import { cleanupTempDirs, sleep, startNode, tempDir } from './helpers.js';
+
+afterAll(cleanupTempDirs);
+const require_ = createRequire(__filename);
+const retry = require_('retry') as { timeouts(o: object): number[] };
+
+const hold = (impl: 'real' | 'fslock', api: 'proper-lockfile' | 'lockfile', file: string, opts: object = {}) =>
+  startNode('compat-hold.cjs', [impl, api, file, JSON.stringify(opts)]);
+
+function target(): string {
+  const f = join(tempDir(), 'data.json');
+  writeFileSync(f, '{}');
+  return f;
+}
+
+describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
+  it('lock → release; a second lock is ELOCKED; the .lock directory exists while held', async () => {
+    const f = target();
+    const release = await pl.lock(f);
+    expect(existsSync(`${f}.lock`)).toBe(true);
+    const err = await pl.lock(f).catch((e) => e);
+    expect(err).toMatchObject({ code: 'ELOCKED', message: 'Lock file is already being held', file: f });
+    expect(await pl.check(f)).toBe(true);
+    await release();
+    expect(existsSync(`${f}.lock`)).toBe(false);
+    expect(await pl.check(f)).toBe(false);
+    await expect(release()).rejects.toMatchObject({ code: 'ERELEASED', message: 'Lock is already released' });
+  });
+
+  it('unlock: ENOTACQUIRED when not held here; releases when held', async () => {
+    const f = target();
+    await expect(pl.unlock(f)).rejects.toMatchObject({ code: 'ENOTACQUIRED', message: 'Lock is not acquired/owned by you' });
+    await pl.lock(f);
+    await pl.unlock(f);
+    expect(existsSync(`${f}.lock`)).toBe(false);
+    expect(() => pl.unlockSync(f)).toThrow(expect.objectContaining({ code: 'ENOTACQUIRED' }));
+  });
+
+  it('sync API: lockSync/unlockSync/checkSync, and ESYNC for retries', () => {
+    const f = target();
+    const release = pl.lockSync(f);
+    expect(pl.checkSync(f)).toBe(true);
+    expect(() => pl.lockSync(f)).toThrow(expect.objectContaining({ code: 'ELOCKED' }));
+    release();
+    expect(() => release()).toThrow(expect.objectContaining({ code: 'ERELEASED' }));
+    expect(pl.checkSync(f)).toBe(false);
+    expect(() => pl.lockSync(f, { retries: 2 })).toThrow(expect.objectContaining({ code: 'ESYNC', message: 'Cannot use retries with the sync api' }));
+    expect(() => pl.lockSync(f, { retries: { retries: 1 } })).toThrow(expect.objectContaining({ code: 'ESYNC' }));
+    pl.lockSync(f, { retries: 0 });
+    pl.unlockSync(f);
+  });
+
+  it('realpath (default true) needs the file; realpath: false and lockfilePath work without it', async () => {
+    const d = tempDir();
+    const missing = join(d, 'missing');
+    await expect(pl.lock(missing)).rejects.toMatchObject({ code: 'ENOENT' });
+    const r = await pl.lock(missing, { realpath: false });
+    expect(existsSync(`${missing}.lock`)).toBe(true);
+    await r();
+    const custom = join(d, 'custom.lock');
+    const r2 = await pl.lock(missing, { realpath: false, lockfilePath: custom });
+    expect(existsSync(custom)).toBe(true);
+    expect(await pl.check(missing, { realpath: false, lockfilePath: custom })).toBe(true);
+    await r2();
+    expect(existsSync(custom)).toBe(false);
+  });
+
+  it('retries is bounded by the time the retry schedule allows (computed as the retry package does)', () => {
+    const sum = (o: object) => retry.timeouts(o).reduce((a, b) => a + b, 0);
+    expect(retryBudgetMs({ retries: 3 })).toBe(sum({ retries: 3 }));
+    expect(retryBudgetMs({ retries: 5, minTimeout: 10, maxTimeout: 50, factor: 3 })).toBe(sum({ retries: 5, minTimeout: 10, maxTimeout: 50, factor: 3 }));
+    expect(retryBudgetMs({ retries: 0 })).toBe(0);
+    expect(retryBudgetMs({ retries: 10, maxRetryTime: 500 })).toBe(500);
+    expect(retryBudgetMs({ forever: true })).toBe(Infinity);
+  });
+
+  it('a waiter with retries gets the lock the moment it is released, not at the next poll', async () => {
+    const f = target();
+    const h = hold('fslock', 'proper-lockfile', f);
+    await h.waitFor('locked');
+    const pending = pl.lock(f, { retries: { retries: 3, minTimeout: 10_000 } }); // upstream: next look in 10 s
+    await sleep(200);
+    h.send('release');
+    const releasedAt = Number((await h.waitFor(/^released/)).split(' ')[1]);
+    const release = await pending;
+    expect(Date.now() - releasedAt).toBeLessThan(2000);
+    await release();
+    h.send('exit');
+  });
+
+  it('gives up with ELOCKED once the retry budget is spent', async () => {
+    const f = target();
+    const release = await pl.lock(f);
+    const t0 = Date.now();
+    const err = await pl.lock(f, { retries: { retries: 2, minTimeout: 100, factor: 1 } }).catch((e) => e);
+    expect(err.code).toBe('ELOCKED');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    await release();
+  });
+
+  it('a holder killed with SIGKILL blocks nobody: the next lock succeeds at once', async () => {
+    const f = target();
+    const h = hold('fslock', 'proper-lockfile', f);
+    await h.waitFor('locked');
+    expect(await pl.check(f)).toBe(true);
+    h.child.kill('SIGKILL');
+    await h.exited;
+    expect(existsSync(`${f}.lock`)).toBe(true); // the artefact is still there …
+    expect(await pl.check(f)).toBe(false); // … but known dead
+    const release = await pl.lock(f); // no retries, no staleness wait
+    await release();
+  });
+
+  it('onCompromised is not called for a slow event loop, only when the artefact is really lost', async () => {
+    const f = target();
+    const calls: Error[] = [];
+    const release = await pl.lock(f, { stale: 2000, update: 1000, onCompromised: (e) => calls.push(e) });
+    const until = Date.now() + 2600; // block the event loop past the stale threshold
+    while (Date.now() < until) {
+      /* busy */
+    }
+    await sleep(1200);
+    expect(calls).toEqual([]);
+    rmSync(`${f}.lock`, { recursive: true, force: true }); // someone removes it behind our back
+    for (let i = 0; i < 30 && calls.length === 0; i++) await sleep(100);
+    expect(calls).toHaveLength(1);
+    expect((calls[0] as Error & { code: string }).code).toBe('ECOMPROMISED');
+    await expect(release()).rejects.toMatchObject({ code: 'ERELEASED' });
+  });
+
+  it('coexists with the real proper-lockfile, in both directions', async () => {
+    const f = target();
+    // fslock holds → the real package cannot acquire
+    const release = await pl.lock(f);
+    const real = hold('real', 'proper-lockfile', f);
+    expect(await real.waitFor(/^error|^locked/)).toBe('error ELOCKED');
+    await real.exited;
+    await release();
+    // the real package holds → fslock cannot acquire, then gets it when released
+    const h = hold('real', 'proper-lockfile', f);
+    await h.waitFor('locked');
+    await expect(pl.lock(f)).rejects.toMatchObject({ code: 'ELOCKED' });
+    expect(await pl.check(f)).toBe(true);
+    const pending = pl.lock(f, { retries: { retries: 50, minTimeout: 100, factor: 1 } });
+    await sleep(100);
+    h.send('release');
+    await h.waitFor(/^released/);
+    const r2 = await pending;
+    await r2();
+    h.send('exit');
+  });
+
+  it('keeps the mtime fresh so a real proper-lockfile process never sees a live lock as stale', async () => {
+    const f = target();
+    const release = await pl.lock(f, { stale: 2000 });
+    await sleep(3200);
+    const real = hold('real', 'proper-lockfile', f, { stale: 2000 });
+    expect(await real.waitFor(/^error|^locked/)).toBe('error ELOCKED');
+    await real.exited;
+    await release();
+  });
+});
+
+describe('fslock/lockfile: the lockfile 1.x API', () => {
+  const lockP = (p: string, o: lf.Options = {}) => new Promise<void>((res, rej) => lf.lock(p, o, (e) => (e ? rej(e) : res())));
+  const checkP = (p: string, o: lf.Options = {}) => new Promise<boolean>((res, rej) => lf.check(p, o, (e, v) => (e ? rej(e) : res(v!))));
+
+  it('lock/unlock/check with callbacks; the file exists exactly while held', async () => {
+    const p = join(tempDir(), 'x.lock');
+    await lockP(p);
+    expect(existsSync(p)).toBe(true);
+    expect(await checkP(p)).toBe(true);
+    const err = await lockP(p).catch((e) => e);
+    expect(err.code).toBe('EEXIST');
+    await new Promise<void>((r) => lf.unlock(p, () => r()));
+    expect(existsSync(p)).toBe(false);
+    expect(await checkP(p)).toBe(false);
+    // callback-less forms and the two-argument forms
+    await new Promise<void>((r) => lf.lock(p, () => r()));
+    lf.unlockSync(p);
+  });
+
+  it('sync API, and wait is refused synchronously as upstream does', () => {
+    const p = join(tempDir(), 's.lock');
+    lf.lockSync(p);
+    expect(lf.checkSync(p)).toBe(true);
+    expect(() => lf.lockSync(p)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(() => lf.lockSync(p, { wait: 10 })).toThrow('opts.wait not supported sync for obvious reasons');
+    expect(() => lf.checkSync(p, { wait: 10 })).toThrow('opts.wait not supported sync for obvious reasons');
+    lf.unlockSync(p);
+    lf.unlockSync(p); // unlocking twice is a no-op
+    expect(lf.checkSync(p)).toBe(false);
+  });
+
+  it('wait is a real wait: granted at release even with a huge pollPeriod', async () => {
+    const p = join(tempDir(), 'w.lock');
+    const h = hold('fslock', 'lockfile', p);
+    await h.waitFor('locked');
+    const pending = lockP(p, { wait: 20_000, pollPeriod: 10_000 });
+    await sleep(200);
+    h.send('release');
+    const releasedAt = Number((await h.waitFor(/^released/)).split(' ')[1]);
+    await pending;
+    expect(Date.now() - releasedAt).toBeLessThan(2000);
+    lf.unlockSync(p);
+    h.send('exit');
+  });
+
+  it('a SIGKILLed holder blocks nobody; a stale foreign file is taken over only after stale', async () => {
+    const p = join(tempDir(), 'k.lock');
+    const h = hold('fslock', 'lockfile', p);
+    await h.waitFor('locked');
+    h.child.kill('SIGKILL');
+    await h.exited;
+    expect(existsSync(p)).toBe(true);
+    expect(lf.checkSync(p)).toBe(false);
+    await lockP(p); // at once
+    lf.unlockSync(p);
+    // a file written by the real package (no kernel lock): upstream's rule
+    writeFileSync(p, '');
+    await expect(lockP(p, { stale: 60_000 })).rejects.toMatchObject({ code: 'EEXIST' });
+    await sleep(30);
+    await lockP(p, { stale: 10 });
+    lf.unlockSync(p);
+  });
+
+  it("unlock never deletes another live holder's lock file", async () => {
+    const p = join(tempDir(), 'o.lock');
+    const h = hold('fslock', 'lockfile', p);
+    await h.waitFor('locked');
+    lf.unlockSync(p);
+    expect(existsSync(p)).toBe(true);
+    expect(lf.checkSync(p)).toBe(true);
+    h.send('exit');
+    await h.exited;
+  });
+
+  it('retries and retryWait', async () => {
+    const p = join(tempDir(), 'r.lock');
+    lf.lockSync(p);
+    const t0 = Date.now();
+    await expect(lockP(p, { retries: 2, retryWait: 50 })).rejects.toMatchObject({ code: 'EEXIST' });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(95);
+    setTimeout(() => lf.unlockSync(p), 80);
+    await lockP(p, { retries: 10, retryWait: 30 });
+    lf.unlockSync(p);
+  });
+
+  it('coexists with the real lockfile package, in both directions', async () => {
+    const p = join(tempDir(), 'c.lock');
+    lf.lockSync(p);
+    const real = hold('real', 'lockfile', p);
+    expect(await real.waitFor(/^error|^locked/)).toBe('error EEXIST');
+    await real.exited;
+    lf.unlockSync(p);
+    const h = hold('real', 'lockfile', p);
+    await h.waitFor('locked');
+    expect(lf.checkSync(p)).toBe(true);
+    await expect(lockP(p)).rejects.toMatchObject({ code: 'EEXIST' });
+    const pending = lockP(p, { wait: 10_000, pollPeriod: 20 });
+    await sleep(50);
+    h.send('release');
+    await h.waitFor(/^released/);
+    await pending;
+    expect(readdirSync(join(p, '..'))).toEqual(['c.lock']); // no temporary files left
+    expect(JSON.parse(readFileSync(p, 'utf8'))).toMatchObject({ pid: process.pid });
+    lf.unlockSync(p);
+    h.send('exit');
+  });
+});
