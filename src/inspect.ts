@@ -12,17 +12,9 @@ import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { binding, C } from './binding.js';
 import { checkPath, WINDOWS_LOCK_OFFSET, type LockMode } from './options.js';
-import { readRecord, type HolderRecord } from './lock.js';
+import { currentHolder, parseProcLocks, readProcLocksSync, type HolderRecord, type HolderSource, type KernelLock } from './holder.js';
 
-export interface KernelLock {
-  kind: 'flock' | 'ofd' | 'posix';
-  mode: LockMode;
-  /** Owning process; null for OFD locks (the kernel does not track one) or when not visible. */
-  pid: number | null;
-  start: number;
-  /** Last byte, or null for "to end of file". */
-  end: number | null;
-}
+export type { KernelLock, HolderSource };
 
 export interface LockInfo {
   path: string;
@@ -30,52 +22,19 @@ export interface LockInfo {
   held: boolean;
   /** The strongest mode anyone holds, or null when free. */
   mode: LockMode | null;
-  /** The record an exclusive fslock holder wrote, when held exclusively. */
+  /**
+   * Who holds it exclusively: the record the holder wrote (`record: true`),
+   * or on Linux the process the kernel names (argv from /proc, no startedAt).
+   */
   holder: HolderRecord | null;
+  /** Where `holder` came from. */
+  holderSource: HolderSource | null;
   /** Each lock the kernel reports on the file (Linux); empty where unknown. */
   locks: KernelLock[];
   /** Requests blocked waiting for this file (Linux only; 0 elsewhere). */
   waiters: number;
   /** 'proc-locks' (Linux kernel table) or 'probe' (lock attempts). */
   source: 'proc-locks' | 'probe';
-}
-
-/** Linux st_dev → "MAJ:MIN" as /proc/locks prints it (%02x:%02x). */
-function procDev(dev: bigint): string {
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  const hex = (n: bigint) => n.toString(16).padStart(2, '0');
-  return `${hex(major)}:${hex(minor)}`;
-}
-
-const PROC_LINE = /^\d+:\s+(->\s+)?(FLOCK|OFDLCK|POSIX)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+:[0-9a-f]+):(\d+)\s+(\d+)\s+(\S+)/;
-
-export function parseProcLocks(text: string, identity: string): { locks: KernelLock[]; waiters: number } {
-  const [devStr, inoStr] = identity.split(':');
-  const dev = procDev(BigInt(devStr as string));
-  const locks: KernelLock[] = [];
-  let waiters = 0;
-  for (const line of text.split('\n')) {
-    const m = PROC_LINE.exec(line);
-    if (!m || m[6] !== inoStr) continue;
-    // /proc/locks pads to at least two hex digits per part; compare numerically.
-    const [maj, min] = (m[5] as string).split(':').map((x) => parseInt(x, 16));
-    const [wmaj, wmin] = dev.split(':').map((x) => parseInt(x, 16));
-    if (maj !== wmaj || min !== wmin) continue;
-    if (m[1]) {
-      waiters++;
-      continue;
-    }
-    const pid = Number(m[4]);
-    locks.push({
-      kind: m[2] === 'FLOCK' ? 'flock' : m[2] === 'OFDLCK' ? 'ofd' : 'posix',
-      mode: m[3] === 'WRITE' ? 'exclusive' : 'shared',
-      pid: pid > 0 ? pid : null,
-      start: Number(m[7]),
-      end: m[8] === 'EOF' ? null : Number(m[8]),
-    });
-  }
-  return { locks, waiters };
 }
 
 function strongest(locks: KernelLock[]): LockMode | null {
@@ -126,7 +85,7 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
     fd = binding.open(path, 0);
   } catch (err) {
     if ((err as { code?: string }).code === 'ENOENT') {
-      return { path, exists: false, held: false, mode: null, holder: null, locks: [], waiters: 0, source: procLocks === null ? 'probe' : 'proc-locks' };
+      return { path, exists: false, held: false, mode: null, holder: null, holderSource: null, locks: [], waiters: 0, source: procLocks === null ? 'probe' : 'proc-locks' };
     }
     throw err;
   }
@@ -140,20 +99,21 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
     } else {
       mode = probeMode(fd);
     }
-    const holder = mode === 'exclusive' ? readRecord(fd) : null;
-    return { path, exists: true, held: mode !== null, mode, holder, locks, waiters, source: procLocks === null ? 'probe' : 'proc-locks' };
+    const found = mode === 'exclusive' ? currentHolder(fd, procLocks) : null;
+    const { source: holderSource = null, ...holder } = found ?? {};
+    return {
+      path,
+      exists: true,
+      held: mode !== null,
+      mode,
+      holder: found ? (holder as HolderRecord) : null,
+      holderSource,
+      locks,
+      waiters,
+      source: procLocks === null ? 'probe' : 'proc-locks',
+    };
   } finally {
     binding.close(fd);
-  }
-}
-
-/** @internal */
-export function readProcLocksSync(): string | null {
-  if (process.platform !== 'linux') return null;
-  try {
-    return readFileSync('/proc/locks', 'utf8');
-  } catch {
-    return null;
   }
 }
 

@@ -9,6 +9,7 @@
  * orphaned inode would exclude nobody), starting again if not.
  */
 import { hostname } from 'node:os';
+import { currentHolder, readRecord, RECORD_MAX, RECORD_PREFIX, type HolderRecord } from './holder.js';
 import { unlinkSync } from 'node:fs';
 import { binding, C } from './binding.js';
 import {
@@ -42,73 +43,45 @@ import {
   type WaitFailure,
 } from './wait.js';
 
-/** What an exclusive holder writes into its lock file. */
-export interface HolderRecord {
-  pid: number;
-  hostname: string;
-  /** ISO time the lock was acquired. */
-  startedAt: string;
-  argv: string[];
-}
 
-const RECORD_PREFIX = Buffer.from('{"fslock":1,');
-const RECORD_MAX = 64 * 1024;
-
-/** Reads the holder record at the start of an open lock file, if there is one. */
-export function readRecord(fd: number): HolderRecord | null {
-  try {
-    const buf = Buffer.alloc(RECORD_MAX);
-    const n = binding.readAt(fd, buf, 0);
-    return parseRecord(buf.subarray(0, n));
-  } catch {
-    return null;
-  }
-}
-
-export function parseRecord(buf: Buffer): HolderRecord | null {
-  if (buf.length < RECORD_PREFIX.length || !buf.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX)) return null;
-  const end = buf.indexOf(0x0a);
-  try {
-    const r = JSON.parse(buf.subarray(0, end < 0 ? buf.length : end).toString('utf8')) as Partial<HolderRecord>;
-    if (typeof r.pid !== 'number') return null;
-    return {
-      pid: r.pid,
-      hostname: typeof r.hostname === 'string' ? r.hostname : '',
-      startedAt: typeof r.startedAt === 'string' ? r.startedAt : '',
-      argv: Array.isArray(r.argv) ? r.argv.map(String) : [],
-    };
-  } catch {
-    return null;
-  }
-}
-
+let recordStem: string | undefined;
+/** The record line; everything but startedAt is computed once per process. */
 function makeRecord(argvOverride?: string[]): Buffer {
-  const argv = argvOverride ?? [process.argv0 === 'node' ? 'node' : process.argv0, ...process.argv.slice(1)];
-  return Buffer.from(
-    `${JSON.stringify({ fslock: 1, pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), argv })}\n`,
-  );
+  const tail = (argv: string[]) => `,"argv":${JSON.stringify(argv)}}\n`;
+  if (argvOverride) {
+    return Buffer.from(`{"fslock":1,"pid":${process.pid},"hostname":${JSON.stringify(hostname())},"startedAt":"${new Date().toISOString()}"${tail(argvOverride)}`);
+  }
+  recordStem ??= tail([process.argv0 === 'node' ? 'node' : process.argv0, ...process.argv.slice(1)]);
+  return Buffer.from(`{"fslock":1,"pid":${process.pid},"hostname":${JSON.stringify(hostname())},"startedAt":"${new Date().toISOString()}"${recordStem}`);
 }
 
-/** Writes our record into an empty lock file (or over a stale record). Best effort. */
+/**
+ * Writes our record into an empty lock file, or over a record left by a
+ * holder that died, in place. Returns the bytes written (to clear them on
+ * release), or null when the file holds something else or the write failed:
+ * the record is a courtesy, the lock is held either way.
+ */
+const recordHead = Buffer.alloc(RECORD_MAX);
 function writeRecord(fd: number, argv?: string[]): Buffer | null {
   try {
-    const head = Buffer.alloc(RECORD_PREFIX.length);
-    const n = binding.readAt(fd, head, 0);
-    if (n !== 0 && !(n === head.length && head.equals(RECORD_PREFIX))) return null; // not ours to touch
+    const n = binding.readAt(fd, recordHead, 0);
+    // not ours to touch: a file that is neither empty nor starts like our record
+    if (n !== 0 && (n < RECORD_PREFIX.length || recordHead.compare(RECORD_PREFIX, 0, RECORD_PREFIX.length, 0, RECORD_PREFIX.length) !== 0)) {
+      return null;
+    }
     const rec = makeRecord(argv);
-    if (n !== 0) binding.truncate(fd, 0);
     binding.writeAt(fd, rec, 0);
+    if (n > rec.length) binding.truncate(fd, rec.length);
     return rec;
   } catch {
     return null;
   }
 }
 
-/** Clears our record, but only if the file still holds exactly it. */
+/** Empties the file on release, but only if it still holds exactly our record. */
 function clearRecord(fd: number, rec: Buffer): void {
-  const buf = Buffer.alloc(rec.length + 1);
-  const n = binding.readAt(fd, buf, 0);
-  if (n === rec.length && buf.subarray(0, n).equals(rec)) binding.truncate(fd, 0);
+  const n = binding.readAt(fd, recordHead, 0);
+  if (n === rec.length && recordHead.compare(rec, 0, n, 0, n) === 0) binding.truncate(fd, 0);
 }
 
 /** The identity of the open file if `path` still names it, else null. */
@@ -177,7 +150,7 @@ function waitContext(path: string, timeout: number, signal: AbortSignal | undefi
     signal,
     holder: () => {
       const f = fd();
-      return f >= 0 ? readRecord(f) : null;
+      return f >= 0 ? currentHolder(f) : null;
     },
   };
 }
@@ -188,7 +161,7 @@ function afterWaitFailure(a: Attempt, err: unknown): void {
 
 function finish(path: string, a: Attempt, p: ParsedLockOptions, identity: string): FileLock {
   const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(a.fd, p.recordArgv) : null;
-  return new FileLock(path, a, p, rec, identity);
+  return new FileLock(path, a, p, identity, rec);
 }
 
 async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
@@ -200,7 +173,7 @@ async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
     try {
       for (const step of p.plan.steps) {
         if (tryStep(a, p.plan, step, p.type)) continue;
-        if (p.timeout === 0) throw lockedError(path, readRecord(a.fd));
+        if (p.timeout === 0) throw lockedError(path, currentHolder(a.fd));
         const req: KernelWait = { primitive: step.primitive, fd: a.fd, type: p.type, start: step.start, len: step.len };
         try {
           if (p.plan.poll) await pollWait(() => tryStep(a, p.plan, step, p.type), ctx);
@@ -242,7 +215,7 @@ function acquireSync(path: string, p: ParsedLockOptions, wait: boolean): FileLoc
           undo(a);
           return null;
         }
-        if (p.timeout === 0) throw lockedError(path, readRecord(a.fd));
+        if (p.timeout === 0) throw lockedError(path, currentHolder(a.fd));
         const req: KernelWait = { primitive: step.primitive, fd: a.fd, type: p.type, start: step.start, len: step.len };
         try {
           if (p.plan.poll) pollWaitSync(() => tryStep(a, p.plan, step, p.type), ctx);
@@ -299,14 +272,14 @@ export class FileLock {
   #released = false;
   #attempt: Attempt;
   #plan: Plan;
-  #record: Buffer | null;
   #unlinkOnRelease: boolean;
+  #record: Buffer | null;
   #recordEnabled: boolean;
   #recordArgv: string[] | undefined;
   #identity: string;
 
   /** @internal */
-  constructor(path: string, a: Attempt, p: ParsedLockOptions, record: Buffer | null, identity: string) {
+  constructor(path: string, a: Attempt, p: ParsedLockOptions, identity: string, record: Buffer | null) {
     this.path = path;
     this.fd = a.fd;
     this.primitive = p.plan.resolved;
@@ -314,8 +287,8 @@ export class FileLock {
     this.#mode = p.mode;
     this.#attempt = a;
     this.#plan = p.plan;
-    this.#record = record;
     this.#unlinkOnRelease = p.unlinkOnRelease;
+    this.#record = record;
     this.#recordEnabled = p.record;
     this.#recordArgv = p.recordArgv;
     this.#identity = identity;
@@ -389,7 +362,7 @@ export class FileLock {
     if (this.#mode === 'shared') return;
     const a = this.#attempt;
     if (this.#record) {
-      clearRecord(a.fd, this.#record);
+      clearRecord(a.fd, this.#record); // shared holders do not record themselves
       this.#record = null;
     }
     if (a.holderId !== null) {
@@ -439,12 +412,12 @@ export class FileLock {
         const convertible = step.primitive === C.OFD || step.primitive === C.POSIX;
         if (this.#plan.registry) {
           if (!binding.registryChange(a.holderId as number, C.EXCLUSIVE)) {
-            if (timeout === 0) throw lockedError(this.path, readRecord(a.fd));
+            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd));
             await pollWait(() => binding.registryChange(a.holderId as number, C.EXCLUSIVE), ctx);
           }
         } else if (convertible) {
           if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
-            if (timeout === 0) throw lockedError(this.path, readRecord(a.fd));
+            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd));
             await this.#waitStep(step, ctx);
           }
         } else {
@@ -455,7 +428,7 @@ export class FileLock {
           }
           if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
             atomic = false; // flock has dropped our shared lock by now
-            if (timeout === 0) throw lockedError(this.path, readRecord(a.fd));
+            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd));
             await this.#waitStep(step, ctx);
           }
         }
@@ -521,6 +494,9 @@ export class FileLock {
 
 // ---------------------------------------------------------------------------
 
+const TRY_LOCK_OPTIONS = new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']);
+const LOCK_SYNC_OPTIONS = new Set(['mode', 'timeout', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']);
+
 /** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */
 export async function lock(path: string, options?: LockOptions): Promise<FileLock> {
   checkPath(path);
@@ -531,7 +507,7 @@ export async function lock(path: string, options?: LockOptions): Promise<FileLoc
 /** One synchronous try; null when someone else holds the lock. Never waits. */
 export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 'signal'>): FileLock | null {
   checkPath(path);
-  const o = checkOptionsObject(options, new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']));
+  const o = checkOptionsObject(options, TRY_LOCK_OPTIONS);
   const p = parseLockOptions(o, path);
   return acquireSync(path, p, false);
 }
@@ -542,7 +518,7 @@ export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 's
  */
 export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): FileLock {
   checkPath(path);
-  const o = checkOptionsObject(options, new Set(['mode', 'timeout', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']));
+  const o = checkOptionsObject(options, LOCK_SYNC_OPTIONS);
   const p = parseLockOptions(o, path);
   return acquireSync(path, p, true) as FileLock;
 }
@@ -562,4 +538,5 @@ export async function withLock<T>(
   }
 }
 
-export type { HolderRecordLike };
+export type { HolderRecordLike, HolderRecord };
+export { readRecord };

@@ -31,11 +31,13 @@ export interface LockOptions {
   /** Exclusive only: delete the lock file while still holding it, then release. */
   unlinkOnRelease?: boolean;
   /**
-   * Exclusive whole-file locks write one JSON line describing the holder into an
-   * empty lock file (and clear it on release) so `inspect` and waiting
-   * messages can say who holds it. Default true; false never writes.
-   * `{ argv }` records that command line instead of this process's own (a
-   * wrapper such as `fslock run` names the command it runs).
+   * true: an exclusive whole-file holder writes one JSON line describing
+   * itself (pid, hostname, startedAt, argv) into an empty lock file and clears
+   * it on release, so `inspect` and waiting messages can name it on any
+   * platform and across hosts. `{ argv }` records that command line instead of
+   * this process's own (a wrapper such as `fslock run` names its command).
+   * Default false: the write costs more than the lock itself (see README), and
+   * on Linux the kernel's lock table already names the holder's pid.
    */
   record?: boolean | { argv: string[] };
 }
@@ -47,7 +49,7 @@ export const DEFAULT_LOCK_OPTIONS = Object.freeze({
   primitive: 'auto' as const,
   create: true,
   unlinkOnRelease: false,
-  record: true,
+  record: false,
 });
 
 /**
@@ -155,7 +157,20 @@ function parseRange(value: unknown): LockRange | undefined {
 }
 
 /** Turns a primitive request into the system calls that implement it here. */
+const planCache = new Map<string, Plan>();
+
 export function planFor(primitive: 'auto' | PrimitiveName, range: LockRange | undefined, path?: string): Plan {
+  if (!range) {
+    const hit = planCache.get(primitive);
+    if (hit) return hit;
+    const plan = makePlan(primitive, undefined, path);
+    planCache.set(primitive, plan);
+    return plan;
+  }
+  return makePlan(primitive, range, path);
+}
+
+function makePlan(primitive: 'auto' | PrimitiveName, range: LockRange | undefined, path?: string): Plan {
   const report = primitives();
   const start = range ? range.offset : 0;
   const len = range ? range.length : 0;
@@ -234,6 +249,7 @@ export function parseLockOptions(options: unknown, path: string): ParsedLockOpti
       throw invalidArgType('options.record.argv', 'an array of strings', r.argv);
     }
     recordArgv = [...(r.argv as string[])];
+    record = true;
   } else {
     record = parseBool(o.record, 'options.record', DEFAULT_LOCK_OPTIONS.record);
   }

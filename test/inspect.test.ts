@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { inspect, inspectSync, lock } from '../src/index.js';
-import { parseProcLocks } from '../src/inspect.js';
+import { parseProcLocks } from '../src/holder.js';
 import { attach, cleanupTempDirs, startNode, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
@@ -18,9 +18,10 @@ describe('inspect', () => {
 
   it('free, then held exclusively by another process with its record, then shared', async () => {
     const p = join(tempDir(), 'i.lock');
-    const h = startNode('hold.cjs', [p]);
+    const h = startNode('hold.cjs', [p, JSON.stringify({ record: true })]);
     await h.waitFor('locked');
     const info = await inspect(p);
+    expect(info.holderSource).toBe('record');
     expect(info.held).toBe(true);
     expect(info.mode).toBe('exclusive');
     expect(info.holder?.pid).toBe(h.child.pid);
@@ -32,7 +33,7 @@ describe('inspect', () => {
     }
     h.send('release');
     await h.waitFor('released');
-    expect(inspectSync(p)).toMatchObject({ exists: true, held: false, mode: null, holder: null });
+    expect(inspectSync(p)).toMatchObject({ exists: true, held: false, mode: null, holder: null, holderSource: null });
     const s = await lock(p, { mode: 'shared' });
     expect(inspectSync(p)).toMatchObject({ held: true, mode: 'shared', holder: null });
     s.release();
@@ -49,8 +50,10 @@ describe('inspect', () => {
     const waiter = lock(p).catch(() => null);
     await new Promise((r) => setTimeout(r, 50));
     const info = await inspect(p);
-    expect(info).toMatchObject({ held: true, mode: 'exclusive', holder: null });
-    expect(info.locks[0]).toMatchObject({ kind: 'flock', mode: 'exclusive' });
+    // flock(1) records nothing; the kernel's lock table still names it
+    expect(info).toMatchObject({ held: true, mode: 'exclusive', holderSource: 'kernel', holder: { pid: h.child.pid } });
+    expect(info.holder?.argv.slice(0, 2)).toEqual(['flock', '-o']);
+    expect(info.locks[0]).toMatchObject({ kind: 'flock', mode: 'exclusive', pid: h.child.pid });
     expect(info.waiters).toBeGreaterThanOrEqual(1);
     h.child.kill('SIGKILL');
     const l = await waiter;

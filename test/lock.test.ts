@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
 import { binding } from '../src/binding.js';
 import { cleanupTempDirs, since, sleep, tempDir } from './helpers.js';
@@ -101,7 +102,7 @@ describe('lock API', () => {
     const err = await lock(p, { timeout: 0 }).catch((e) => e);
     expect(err.code).toBe('ELOCKED');
     expect(err.path).toBe(p);
-    expect(err.message).toContain(`held by pid ${process.pid}`);
+    if (process.platform === 'linux') expect(err.message).toContain(`held by pid ${process.pid}`);
     expect(() => lockSync(p, { timeout: 0 })).toThrow(expect.objectContaining({ code: 'ELOCKED' }));
     l.release();
   });
@@ -251,20 +252,56 @@ describe('lock API', () => {
 });
 
 describe('holder records', () => {
-  it('an exclusive holder records itself in an empty lock file and clears it on release', async () => {
+  it('record: true writes the holder into an empty lock file and clears it on release', async () => {
     const p = join(tempDir(), 'rec.lock');
-    const l = await lock(p);
+    const l = await lock(p, { record: true });
     const rec = JSON.parse(readFileSync(p, 'utf8'));
     expect(rec).toMatchObject({ fslock: 1, pid: process.pid });
     expect(Array.isArray(rec.argv)).toBe(true);
+    expect(new Date(rec.startedAt).getTime()).toBeGreaterThan(Date.now() - 60_000);
     l.release();
+    expect(readFileSync(p, 'utf8')).toBe('');
+  });
+
+  it('by default nothing is written; timeouts still name the holder (the kernel lock table)', async () => {
+    const p = join(tempDir(), 'norec.lock');
+    const l = await lock(p);
+    expect(readFileSync(p, 'utf8')).toBe('');
+    const err = await lock(p, { timeout: 0 }).catch((e) => e);
+    if (process.platform === 'linux') expect(err.message).toContain(`held by pid ${process.pid}`);
+    l.release();
+    const s = await lock(p, { mode: 'shared', record: true });
+    expect(readFileSync(p, 'utf8')).toBe(''); // shared holders never record
+    s.release();
+  });
+
+  it('record { argv } names the given command', async () => {
+    const p = join(tempDir(), 'argv.lock');
+    const l = await lock(p, { record: { argv: ['./x', 'tidy'] } });
+    const err = await lock(p, { timeout: 0 }).catch((e) => e);
+    expect(err.message).toContain(`held by pid ${process.pid}: ./x tidy`);
+    expect(err.holder).toMatchObject({ pid: process.pid, argv: ['./x', 'tidy'] });
+    l.release();
+  });
+
+  it('ignores a record left by a holder that died', async () => {
+    const p = join(tempDir(), 'stale.lock');
+    // a record as a SIGKILLed recorder leaves it: its pid no longer runs
+    writeFileSync(p, `${JSON.stringify({ fslock: 1, pid: 2 ** 22 + 12345, hostname: hostname(), startedAt: new Date().toISOString(), argv: ['ghost'] })}\n`);
+    const l = await lock(p); // overwrites nothing: record is off
+    const err = await lock(p, { timeout: 0 }).catch((e) => e);
+    expect(err.message).not.toContain('ghost');
+    l.release();
+    const r = await lock(p, { record: true }); // a recorder replaces the stale record
+    expect(JSON.parse(readFileSync(p, 'utf8')).pid).toBe(process.pid);
+    r.release();
     expect(readFileSync(p, 'utf8')).toBe('');
   });
 
   it('never writes into a file that holds other data', async () => {
     const p = join(tempDir(), 'data.json');
     writeFileSync(p, '{"important":true}');
-    const l = await lock(p);
+    const l = await lock(p, { record: true });
     expect(readFileSync(p, 'utf8')).toBe('{"important":true}');
     l.release();
     expect(readFileSync(p, 'utf8')).toBe('{"important":true}');
@@ -272,20 +309,10 @@ describe('holder records', () => {
 
   it('does not truncate data the holder wrote over its record', async () => {
     const p = join(tempDir(), 'mine.txt');
-    const l = await lock(p);
+    const l = await lock(p, { record: true });
     writeFileSync(p, 'user data');
     l.release();
     expect(readFileSync(p, 'utf8')).toBe('user data');
-  });
-
-  it('record: false writes nothing; shared holders write nothing', async () => {
-    const p = join(tempDir(), 'norec.lock');
-    const l = await lock(p, { record: false });
-    expect(readFileSync(p, 'utf8')).toBe('');
-    l.release();
-    const s = await lock(p, { mode: 'shared' });
-    expect(readFileSync(p, 'utf8')).toBe('');
-    s.release();
   });
 });
 
@@ -314,7 +341,7 @@ describe('unlinkOnRelease', () => {
 
   it('does not delete a file that replaced ours', async () => {
     const p = join(tempDir(), 'u3.lock');
-    const l = await lock(p, { unlinkOnRelease: true, record: false });
+    const l = await lock(p, { unlinkOnRelease: true });
     const { renameSync } = await import('node:fs');
     renameSync(p, `${p}.old`);
     writeFileSync(p, 'someone else');

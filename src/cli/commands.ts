@@ -55,8 +55,10 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
   const lines = [`${path}: ${state}`];
   if (info.holder) {
     const h = info.holder;
-    lines.push(`  holder: pid ${h.pid} on ${h.hostname}, since ${h.startedAt}`);
-    lines.push(`  command: ${h.argv.join(' ')}`);
+    const since = h.startedAt ? `, since ${h.startedAt}` : '';
+    const from = info.holderSource === 'kernel' ? ' (from the kernel lock table)' : '';
+    lines.push(`  holder: pid ${h.pid} on ${h.hostname}${since}${from}`);
+    if (h.argv.length) lines.push(`  command: ${h.argv.join(' ')}`);
   }
   for (const l of info.locks) {
     const range = l.start === 0 && l.end === null ? 'whole file' : `bytes ${l.start}..${l.end ?? 'EOF'}`;

@@ -54,7 +54,7 @@ interface RunIo {
 function holderText(path: string): string {
   try {
     const info = inspectSync(path);
-    const who = describeHolder(info.holder ?? (info.locks.find((l) => l.pid !== null) ? { pid: info.locks.find((l) => l.pid !== null)!.pid! } : null));
+    const who = describeHolder(info.holder);
     return who ? ` (${who})` : '';
   } catch {
     return '';

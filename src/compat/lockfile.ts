@@ -18,7 +18,7 @@
  */
 import * as fs from 'node:fs';
 import type { FileLock } from '../lock.js';
-import { parseRecord } from '../lock.js';
+import { parseRecord } from '../holder.js';
 import { isHeld, placeLocked, probeMarker, sleep, waitForRelease } from './shared.js';
 
 export interface Options {

@@ -16,7 +16,7 @@ const code = (err: unknown) => (err as { code?: string })?.code;
  */
 export function placeLocked(target: string, mode: 'rename' | 'link'): FileLock {
   const tmp = join(dirname(target), `.fslock-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  const held = tryLock(tmp, { create: true });
+  const held = tryLock(tmp, { create: true, record: true });
   if (!held) throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
   try {
     if (mode === 'rename') {

@@ -1,0 +1,414 @@
+#!/usr/bin/env node
+'use strict';
+// npm run bench [-- --quick] [--only 1,2,...] [--name <results name>]
+//
+// Measures fslock side by side with its peers and with a C program making
+// the raw system calls, in one run, interleaving the contenders over several
+// rounds so machine noise hits them alike. Writes bench/results/<name>.json,
+// bench/results/<name>.md and SVG charts, and prints a summary that checks
+// the targets of issue 6. Not part of `npm test`.
+const { execFileSync, fork, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+const { contenders, lockPathFor } = require('./contenders.js');
+const { barChart } = require('./svg.js');
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    name: { type: 'string', default: 'linux-x64' },
+  },
+});
+const QUICK = args.quick;
+const ONLY = args.only ? new Set(args.only.split(',').map(Number)) : null;
+const ROUNDS = QUICK ? 1 : 3;
+const RESULTS = path.join(__dirname, 'results');
+const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'fslock-bench-'));
+process.on('exit', () => fs.rmSync(WORK, { recursive: true, force: true }));
+
+// ---------------------------------------------------------------------------
+function stats(samples) {
+  const s = [...samples].sort((a, b) => a - b);
+  const q = (p) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+  return { n: s.length, p50: q(50), p90: q(90), p99: q(99) };
+}
+const us = (ns) => ns / 1000;
+const fmt = (x, digits = 1) => (x === null || x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(digits));
+const log = (...a) => console.log(...a);
+
+function compileFloor() {
+  const out = path.join(WORK, 'floor');
+  execFileSync(process.env.CC || 'cc', ['-O2', '-o', out, path.join(__dirname, 'floor.c')]);
+  return out;
+}
+
+function floor(bin, ...a) {
+  return JSON.parse(execFileSync(bin, a.map(String), { maxBuffer: 256 * 1024 * 1024 }).toString()).samples_ns;
+}
+
+function rotate(list, r) {
+  return list.slice(r % list.length).concat(list.slice(0, r % list.length));
+}
+
+// ---------------------------------------------------------------------------
+// 1. Uncontended acquire + release by path
+async function scenario1(bin) {
+  const out = {};
+  const N = QUICK ? 2000 : 10000;
+  const slowN = QUICK ? 300 : 1500;
+  for (const mode of ['exclusive', 'shared']) {
+    const shared = mode === 'shared';
+    const rows = {};
+    const names = Object.keys(contenders).filter((n) => !shared || contenders[n].shared);
+    for (let r = 0; r < ROUNDS; r++) {
+      const floorPrim = 'flock+ofd';
+      (rows['C floor (open, flock+OFD, unlock, close)'] ??= []).push(...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, floorPrim, shared ? 'sh' : 'ex'));
+      (rows['C floor (open, flock, unlock, close)'] ??= []).push(...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, 'flock', shared ? 'sh' : 'ex'));
+      for (const name of rotate(names, r)) {
+        const c = contenders[name];
+        const p = lockPathFor(name, path.join(WORK, `u-${name.replace(/\W+/g, '_')}`));
+        const slow = /proper-lockfile|lockfile/.test(name) && !name.startsWith('fslock (');
+        const n = slow ? slowN : N;
+        const samples = [];
+        for (let i = 0; i < Math.min(200, n); i++) await c.cycle(p, { shared }); // warm up
+        for (let i = 0; i < n; i++) {
+          const t0 = process.hrtime.bigint();
+          const ret = c.cycle(p, { shared });
+          if (ret && typeof ret.then === 'function') await ret;
+          samples.push(Number(process.hrtime.bigint() - t0));
+        }
+        (rows[name] ??= []).push(...samples);
+      }
+    }
+    out[mode] = Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v.map(us))]));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// 2. Hand-off latency between processes
+function child(role, name, base, extra) {
+  const c = fork(path.join(__dirname, 'child.js'), [role, name, base, extra ?? ''], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const queue = [];
+  c.on('message', (m) => queue.shift()?.(m));
+  return {
+    c,
+    ask: (m) =>
+      new Promise((res) => {
+        queue.push(res);
+        c.send(m);
+      }),
+    next: () => new Promise((res) => queue.push(res)),
+    kill: () => c.kill('SIGKILL'),
+  };
+}
+
+async function handoff(name, rounds) {
+  const base = path.join(WORK, `h-${name.replace(/\W+/g, '_')}`);
+  if (name !== 'lockfile') fs.writeFileSync(base, '');
+  const holder = child('hold', name, base);
+  const waiter = child('wait', name, base);
+  const samples = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      await holder.ask({ acquire: true });
+      await waiter.ask({ go: true });
+      await new Promise((r) => setTimeout(r, 5)); // let the waiter settle into its wait
+      const done = waiter.next();
+      const { t: released } = await holder.ask({ release: true });
+      const { t: acquired } = await done;
+      samples.push(Number(BigInt(acquired) - BigInt(released)));
+    }
+  } finally {
+    holder.kill();
+    waiter.kill();
+  }
+  return samples;
+}
+
+async function scenario2(bin) {
+  const rounds = QUICK ? 40 : 150;
+  const names = Object.keys(contenders).filter((n) => contenders[n].acquire);
+  const rows = {};
+  for (let r = 0; r < ROUNDS; r++) {
+    (rows['C floor (flock+OFD, fork)'] ??= []).push(...floor(bin, 'handoff', path.join(WORK, 'floor-h.lock'), rounds, 'flock+ofd'));
+    for (const name of rotate(names, r)) (rows[name] ??= []).push(...(await handoff(name, rounds)));
+  }
+  return {
+    rows: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v.map(us))])),
+    waits: Object.fromEntries(names.map((n) => [n, contenders[n].waits])),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// 3. Throughput under contention
+async function scenario3() {
+  const seconds = QUICK ? 1 : 2;
+  const names = Object.keys(contenders).filter((n) => contenders[n].acquire);
+  const out = {};
+  for (const procs of [2, 4, 8]) {
+    out[procs] = {};
+    for (const name of names) {
+      const runs = [];
+      for (let r = 0; r < (QUICK ? 1 : 2); r++) {
+        const base = path.join(WORK, `t-${procs}-${name.replace(/\W+/g, '_')}-${r}`);
+        const counter = `${base}.count`;
+        fs.writeFileSync(counter, '0');
+        if (name !== 'lockfile') fs.writeFileSync(base, '');
+        const kids = Array.from({ length: procs }, () => child('counter', name, base, JSON.stringify({ seconds, counter })));
+        const mine = (await Promise.all(kids.map((k) => k.next()))).reduce((a, m) => a + m.mine, 0);
+        kids.forEach((k) => k.kill());
+        const final = Number(fs.readFileSync(counter, 'utf8'));
+        runs.push({ perSecond: final / seconds, lost: mine - final });
+      }
+      out[procs][name] = {
+        perSecond: runs.reduce((a, r) => a + r.perSecond, 0) / runs.length,
+        lost: runs.reduce((a, r) => a + r.lost, 0),
+      };
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// 4. Event-loop health with 100 pending waits
+async function scenario4() {
+  const names = Object.keys(contenders).filter((n) => contenders[n].acquire);
+  const data = path.join(WORK, 'data.bin');
+  fs.writeFileSync(data, Buffer.alloc(64 * 1024, 1));
+  const out = {};
+  for (const name of names) {
+    const base = path.join(WORK, `e-${name.replace(/\W+/g, '_')}`);
+    if (name !== 'lockfile') fs.writeFileSync(base, '');
+    const holder = child('hold', name, base);
+    await holder.ask({ acquire: true });
+    const probe = child('eventloop', name, base, JSON.stringify({ data, waits: 100 }));
+    out[name] = await probe.next();
+    await holder.ask({ release: true }); // let the waits drain before anyone exits
+    await new Promise((r) => setTimeout(r, 300));
+    probe.kill();
+    holder.kill();
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// 5. Cost over time
+async function scenario5() {
+  const fslock = require('../dist/cjs/index.js');
+  const p = path.join(WORK, 'soak.lock');
+  const fdCount = () => fs.readdirSync('/proc/self/fd').length;
+  fslock.lockSync(p).release();
+  global.gc?.();
+  const start = { rssMB: process.memoryUsage().rss / 2 ** 20, fds: fdCount() };
+  const cycles = QUICK ? 100_000 : 1_000_000;
+  const t0 = performance.now();
+  for (let i = 0; i < cycles; i++) fslock.lockSync(p).release();
+  for (let i = 0; i < cycles / 10; i++) (await fslock.lock(p)).release();
+  const ms = performance.now() - t0;
+  global.gc?.();
+  const end = { rssMB: process.memoryUsage().rss / 2 ** 20, fds: fdCount() };
+  return { cycles: cycles + cycles / 10, ms, start, end };
+}
+
+// ---------------------------------------------------------------------------
+// 6. Sessions
+async function scenario6() {
+  const { openSession, collectGarbage, encodeTimestamp } = require('../dist/cjs/session/index.js');
+  const out = { open: {}, gc: null };
+  const time = async (fn) => {
+    const t0 = performance.now();
+    await fn();
+    return performance.now() - t0;
+  };
+  for (const files of QUICK ? [1000] : [1000, 10000]) {
+    const crate = path.join(WORK, `crate-${files}`);
+    const s = await openSession(crate);
+    const chunk = Buffer.alloc(1024, 7);
+    for (let i = 0; i < files; i++) fs.writeFileSync(path.join(s.path, `f${i}.bin`), chunk);
+    const source = await s.finalize('src');
+    const r = { link: [], copy: [], cpal: [], cpa: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const mode of ['link', 'copy']) {
+        let sess;
+        r[mode].push(await time(async () => (sess = await openSession(crate, { copy: mode === 'link' ? 'auto' : 'copy' }))));
+        await sess.abandon();
+      }
+      for (const [k, flags] of [['cpal', '-al'], ['cpa', '-a']]) {
+        const dst = path.join(WORK, `cp-${files}-${k}-${round}`);
+        r[k].push(await time(async () => spawnSync('cp', [flags, source, dst])));
+        fs.rmSync(dst, { recursive: true, force: true });
+      }
+    }
+    const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+    out.open[files] = { linkMs: med(r.link), copyMs: med(r.copy), cpAlMs: med(r.cpal), cpAMs: med(r.cpa) };
+  }
+  const crate = path.join(WORK, 'crate-gc');
+  fs.mkdirSync(crate);
+  const old = BigInt(Date.now() - 3600_000) * 1000n;
+  const n = QUICK ? 200 : 1000;
+  for (let i = 0; i < n; i++) {
+    const prefix = `s-${encodeTimestamp(old + BigInt(i))}-${String(i).padStart(7, '0')}`;
+    fs.mkdirSync(path.join(crate, `${prefix}-working`));
+    fs.writeFileSync(path.join(crate, `${prefix}-working`, 'x.bin'), 'x');
+    fs.writeFileSync(path.join(crate, `${prefix}.lock`), '');
+  }
+  let report;
+  const ms = await time(async () => (report = await collectGarbage(crate)));
+  out.gc = { sessions: n, ms, deleted: report.deleted.length, errors: report.errors.length };
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+function machine() {
+  const cpus = os.cpus();
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    filesystem: spawnSync('stat', ['-f', '-c', '%T', WORK]).stdout?.toString().trim(),
+    date: new Date().toISOString(),
+    command: `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+  };
+}
+
+function summarize(res) {
+  const checks = [];
+  const check = (ok, text) => checks.push({ ok, text });
+  if (res.s1) {
+    const ex = res.s1.exclusive;
+    const f = ex.fslock.p50;
+    const floorP50 = ex['C floor (open, flock+OFD, unlock, close)'].p50;
+    const pl = ex['proper-lockfile']?.p50;
+    check(f <= 3 * floorP50, `S1 fslock p50 ${fmt(f)} µs within 3× of the C floor (${fmt(floorP50)} µs): ${fmt(f / floorP50, 2)}×`);
+    if (pl) check(pl / f >= 20, `S1 fslock at least 20× faster than proper-lockfile (${fmt(pl)} µs): ${fmt(pl / f)}×`);
+  }
+  if (res.s2) {
+    const f = res.s2.rows.fslock;
+    const pl = res.s2.rows['proper-lockfile'];
+    check(f.p50 <= 100, `S2 hand-off p50 ${fmt(f.p50)} µs <= 100 µs`);
+    check(f.p99 <= 2000, `S2 hand-off p99 ${fmt(f.p99)} µs <= 2 ms`);
+    if (pl) check(pl.p50 / f.p50 >= 40, `S2 at least 40× faster than proper-lockfile's best (${fmt(pl.p50)} µs): ${fmt(pl.p50 / f.p50)}×`);
+  }
+  if (res.s3) {
+    for (const procs of Object.keys(res.s3)) {
+      const lost = res.s3[procs].fslock.lost;
+      check(lost === 0, `S3 ${procs} processes: fslock lost ${lost} updates`);
+    }
+  }
+  if (res.s4) {
+    const e = res.s4.fslock;
+    check(e.delayP99Ms <= 5, `S4 event-loop delay p99 with 100 waits ${fmt(e.delayP99Ms, 2)} ms <= 5 ms`);
+    check(e.busyReadMs !== null && e.busyReadMs <= 2 * Math.max(e.idleReadMs, 0.05),
+      `S4 readFile ${fmt(e.busyReadMs, 3)} ms vs idle ${fmt(e.idleReadMs, 3)} ms: no more than 2× slower`);
+  }
+  if (res.s5) {
+    const s = res.s5;
+    check(s.end.fds === s.start.fds, `S5 fds ${s.start.fds} → ${s.end.fds} over ${s.cycles} cycles`);
+    check(s.end.rssMB - s.start.rssMB < 10, `S5 RSS ${fmt(s.start.rssMB)} → ${fmt(s.end.rssMB)} MB (growth under 10 MB)`);
+  }
+  if (res.s6) {
+    for (const [files, o] of Object.entries(res.s6.open)) {
+      check(o.linkMs <= 2 * o.cpAlMs, `S6 open with ${files} files ${fmt(o.linkMs)} ms within 2× of cp -al (${fmt(o.cpAlMs)} ms): ${fmt(o.linkMs / o.cpAlMs, 2)}×`);
+    }
+  }
+  return checks;
+}
+
+function markdown(res) {
+  const L = [];
+  const m = res.machine;
+  L.push(`# fslock benchmarks: ${res.name}`, '');
+  L.push(`Measured ${m.date} with \`${m.command}\` on ${m.cpu} (${m.cores} cores, ${m.memoryGiB} GiB), ${m.os}, Node ${m.node}, ${m.filesystem}. ${ROUNDS} rounds, contenders interleaved. Times in µs unless marked.`, '');
+  L.push('## Targets', '');
+  for (const c of res.summary) L.push(`- ${c.ok ? 'met' : '**missed**'}: ${c.text}`);
+  L.push('');
+  if (res.s1) {
+    for (const mode of Object.keys(res.s1)) {
+      const rows = res.s1[mode];
+      const floorP50 = rows['C floor (open, flock+OFD, unlock, close)'].p50;
+      const peers = Object.entries(rows).filter(([k]) => !k.startsWith('C floor') && !k.startsWith('fslock'));
+      const bestPeer = Math.min(...peers.map(([, v]) => v.p50));
+      L.push(`## 1. Uncontended acquire + release by path (${mode})`, '', '| contender | p50 | p90 | p99 | × floor | × best peer |', '|---|---|---|---|---|---|');
+      for (const [k, v] of Object.entries(rows).sort((a, b) => a[1].p50 - b[1].p50)) {
+        L.push(`| ${k} | ${fmt(v.p50)} | ${fmt(v.p90)} | ${fmt(v.p99)} | ${fmt(v.p50 / floorP50, 2)} | ${fmt(v.p50 / bestPeer, 2)} |`);
+      }
+      L.push('', `![uncontended ${mode}](s1-${mode}.svg)`, '');
+    }
+  }
+  if (res.s2) {
+    L.push('## 2. Hand-off latency: release in one process → acquired in another', '', '| contender | how it waits | p50 | p90 | p99 |', '|---|---|---|---|---|');
+    for (const [k, v] of Object.entries(res.s2.rows).sort((a, b) => a[1].p50 - b[1].p50)) {
+      L.push(`| ${k} | ${res.s2.waits[k] ?? 'blocking flock + F_OFD_SETLKW'} | ${fmt(v.p50)} | ${fmt(v.p90)} | ${fmt(v.p99)} |`);
+    }
+    L.push('', '![hand-off](s2-handoff.svg)', '');
+  }
+  if (res.s3) {
+    const names = Object.keys(res.s3[2]);
+    L.push('## 3. Throughput under contention (locked increments per second; lost updates)', '', `| contender | ${Object.keys(res.s3).map((p) => `${p} procs`).join(' | ')} |`, `|---|${Object.keys(res.s3).map(() => '---').join('|')}|`);
+    for (const n of names) {
+      L.push(`| ${n} | ${Object.keys(res.s3).map((p) => `${fmt(res.s3[p][n].perSecond, 0)}${res.s3[p][n].lost ? ` (**${res.s3[p][n].lost} lost**)` : ''}`).join(' | ')} |`);
+    }
+    L.push('', '![throughput](s3-throughput.svg)', '');
+  }
+  if (res.s4) {
+    L.push('## 4. Event-loop health with 100 pending waits (ms)', '', '| contender | event-loop delay p99 (idle) | with 100 waits | readFile p50 idle | with 100 waits |', '|---|---|---|---|---|');
+    for (const [k, v] of Object.entries(res.s4)) {
+      L.push(`| ${k} | ${fmt(v.idleDelayP99Ms, 2)} | ${fmt(v.delayP99Ms, 2)} | ${fmt(v.idleReadMs, 3)} | ${v.busyReadMs === null ? '**blocked (> 2000)**' : fmt(v.busyReadMs, 3)} |`);
+    }
+    L.push('');
+  }
+  if (res.s5) {
+    const s = res.s5;
+    L.push('## 5. Cost over time', '', `${s.cycles} acquire/release cycles (lockSync, then lock) in ${fmt(s.ms / 1000, 1)} s: open descriptors ${s.start.fds} → ${s.end.fds}, RSS ${fmt(s.start.rssMB)} → ${fmt(s.end.rssMB)} MB.`, '');
+  }
+  if (res.s6) {
+    L.push('## 6. Sessions (ms)', '', '| files | openSession (hard links) | openSession (copy) | `cp -al` | `cp -a` |', '|---|---|---|---|---|');
+    for (const [f, o] of Object.entries(res.s6.open)) L.push(`| ${f} | ${fmt(o.linkMs)} | ${fmt(o.copyMs)} | ${fmt(o.cpAlMs)} | ${fmt(o.cpAMs)} |`);
+    L.push('', `Garbage collection of ${res.s6.gc.sessions} dead working sessions: ${fmt(res.s6.gc.ms)} ms (${res.s6.gc.deleted} deleted, ${res.s6.gc.errors} errors).`, '');
+  }
+  return L.join('\n');
+}
+
+async function main() {
+  const bin = compileFloor();
+  const res = { name: args.name, machine: machine() };
+  const want = (n) => !ONLY || ONLY.has(n);
+  if (want(1)) { log('1. uncontended …'); res.s1 = await scenario1(bin); }
+  if (want(2)) { log('2. hand-off …'); res.s2 = await scenario2(bin); }
+  if (want(3)) { log('3. throughput …'); res.s3 = await scenario3(); }
+  if (want(4)) { log('4. event loop …'); res.s4 = await scenario4(); }
+  if (want(5)) { log('5. cost over time …'); res.s5 = await scenario5(); }
+  if (want(6)) { log('6. sessions …'); res.s6 = await scenario6(); }
+  res.summary = summarize(res);
+  fs.mkdirSync(RESULTS, { recursive: true });
+  fs.writeFileSync(path.join(RESULTS, `${args.name}.json`), `${JSON.stringify(res, null, 2)}\n`);
+  fs.writeFileSync(path.join(RESULTS, `${args.name}.md`), `${markdown(res)}\n`);
+  if (res.s1) {
+    for (const mode of Object.keys(res.s1)) {
+      fs.writeFileSync(path.join(RESULTS, `s1-${mode}.svg`), barChart(`Uncontended acquire + release (${mode}), p50 µs, log scale`,
+        Object.entries(res.s1[mode]).map(([k, v]) => ({ label: k, value: v.p50 })), { unit: 'µs', log: true }));
+    }
+  }
+  if (res.s2) {
+    fs.writeFileSync(path.join(RESULTS, 's2-handoff.svg'), barChart('Hand-off latency between processes, p50 µs, log scale',
+      Object.entries(res.s2.rows).map(([k, v]) => ({ label: k, value: v.p50 })), { unit: 'µs', log: true }));
+  }
+  if (res.s3) {
+    fs.writeFileSync(path.join(RESULTS, 's3-throughput.svg'), barChart('Locked increments per second, 4 processes',
+      Object.entries(res.s3[4]).map(([k, v]) => ({ label: k, value: v.perSecond, bad: v.lost > 0 })), { unit: '/s', higherIsBetter: true }));
+  }
+  log(`\n${markdown(res)}`);
+  const missed = res.summary.filter((c) => !c.ok);
+  log(missed.length ? `\n${missed.length} target(s) missed (see above)` : '\nall targets met');
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
