@@ -164,20 +164,31 @@ function finish(path: string, a: Attempt, p: ParsedLockOptions, identity: string
   return new FileLock(path, a, p, identity, rec);
 }
 
-async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
-  if (p.signal?.aborted) throw abortFor(path, p.signal);
-  let a: Attempt = { fd: -1, writable: false, holderId: null };
-  const ctx = waitContext(path, p.timeout, p.signal, () => a.fd);
+/** A contended step the caller must wait for. */
+interface Contended {
+  a: Attempt;
+  step: Step;
+}
+
+/**
+ * The acquisition loop, shared by the asynchronous and synchronous entry
+ * points: it yields each contended step for its driver to wait on (awaiting,
+ * or blocking the thread), and the driver throws a failed wait back in. It
+ * returns null at once for a caller that may not wait.
+ */
+function* acquisition(path: string, p: ParsedLockOptions, mayWait: boolean): Generator<Contended, FileLock | null, void> {
   for (;;) {
-    a = openAttempt(path, p);
+    const a = openAttempt(path, p);
     try {
       for (const step of p.plan.steps) {
         if (tryStep(a, p.plan, step, p.type)) continue;
+        if (!mayWait) {
+          undo(a);
+          return null;
+        }
         if (p.timeout === 0) throw lockedError(path, currentHolder(a.fd));
-        const req: KernelWait = { primitive: step.primitive, fd: a.fd, type: p.type, start: step.start, len: step.len };
         try {
-          if (p.plan.poll) await pollWait(() => tryStep(a, p.plan, step, p.type), ctx);
-          else await kernelWait(req, ctx);
+          yield { a, step };
         } catch (err) {
           afterWaitFailure(a, err);
           throw err;
@@ -196,6 +207,31 @@ async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
   }
 }
 
+function kernelRequest({ a, step }: Contended, type: number): KernelWait {
+  return { primitive: step.primitive, fd: a.fd, type, start: step.start, len: step.len };
+}
+
+async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
+  if (p.signal?.aborted) throw abortFor(path, p.signal);
+  let current: Attempt | null = null;
+  const ctx = waitContext(path, p.timeout, p.signal, () => current?.fd ?? -1);
+  const gen = acquisition(path, p, true);
+  let next = gen.next();
+  while (!next.done) {
+    const c = next.value;
+    current = c.a;
+    try {
+      if (p.plan.poll) await pollWait(() => tryStep(c.a, p.plan, c.step, p.type), ctx);
+      else await kernelWait(kernelRequest(c, p.type), ctx);
+    } catch (err) {
+      next = gen.throw(err); // rethrows after cleaning up
+      continue;
+    }
+    next = gen.next();
+  }
+  return next.value as FileLock;
+}
+
 function abortFor(path: string, signal: AbortSignal): FslockError {
   return new FslockError('ABORT_ERR', `The operation was aborted before the lock on '${path}' was requested`, {
     path,
@@ -204,38 +240,23 @@ function abortFor(path: string, signal: AbortSignal): FslockError {
 }
 
 function acquireSync(path: string, p: ParsedLockOptions, wait: boolean): FileLock | null {
-  let a: Attempt = { fd: -1, writable: false, holderId: null };
-  const ctx = waitContext(path, p.timeout, undefined, () => a.fd);
-  for (;;) {
-    a = openAttempt(path, p);
+  let current: Attempt | null = null;
+  const ctx = waitContext(path, p.timeout, undefined, () => current?.fd ?? -1);
+  const gen = acquisition(path, p, wait);
+  let next = gen.next();
+  while (!next.done) {
+    const c = next.value;
+    current = c.a;
     try {
-      for (const step of p.plan.steps) {
-        if (tryStep(a, p.plan, step, p.type)) continue;
-        if (!wait) {
-          undo(a);
-          return null;
-        }
-        if (p.timeout === 0) throw lockedError(path, currentHolder(a.fd));
-        const req: KernelWait = { primitive: step.primitive, fd: a.fd, type: p.type, start: step.start, len: step.len };
-        try {
-          if (p.plan.poll) pollWaitSync(() => tryStep(a, p.plan, step, p.type), ctx);
-          else kernelWaitSync(req, ctx);
-        } catch (err) {
-          afterWaitFailure(a, err);
-          throw err;
-        }
-      }
-      const identity = sameFile(a.fd, path);
-      if (identity === null) {
-        undo(a);
-        continue;
-      }
-      return finish(path, a, p, identity);
+      if (p.plan.poll) pollWaitSync(() => tryStep(c.a, p.plan, c.step, p.type), ctx);
+      else kernelWaitSync(kernelRequest(c, p.type), ctx);
     } catch (err) {
-      undo(a);
-      throw err;
+      next = gen.throw(err);
+      continue;
     }
+    next = gen.next();
   }
+  return next.value;
 }
 
 // ---------------------------------------------------------------------------
