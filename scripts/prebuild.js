@@ -2,9 +2,9 @@
 // npm run prebuild — writes the binaries that ship in the package:
 //   prebuilds/linux-x64/fslock.node   (prebuildify, with this machine's compiler)
 //   prebuilds/win32-x64/fslock.node   (MinGW-w64 cross-build, scripts/build-win.js)
+//   prebuilds/linux-arm64/fslock.node (aarch64-linux-gnu cross-build, scripts/build-arm64.js)
 // Both embed the hash of native/ they were built from (binding.sourceHash);
 // test/prebuilds.test.ts fails when a shipped one is older than the sources.
-// linux-arm64 is not built: see README "Platforms".
 'use strict';
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -29,6 +29,10 @@ execFileSync(process.execPath, [path.join(__dirname, 'build-win.js')], { cwd: ro
 const win = path.join(root, 'prebuilds', 'win32-x64');
 fs.mkdirSync(win, { recursive: true });
 fs.copyFileSync(path.join(root, 'build', 'win32-x64', 'fslock.node'), path.join(win, 'fslock.node'));
+execFileSync(process.execPath, [path.join(__dirname, 'build-arm64.js')], { cwd: root, stdio: 'inherit' });
+const arm = path.join(root, 'prebuilds', 'linux-arm64');
+fs.mkdirSync(arm, { recursive: true });
+fs.copyFileSync(path.join(root, 'build', 'linux-arm64', 'fslock.node'), path.join(arm, 'fslock.node'));
 for (const d of fs.readdirSync(path.join(root, 'prebuilds'))) {
   for (const f of fs.readdirSync(path.join(root, 'prebuilds', d))) {
     console.log(`prebuild: prebuilds/${d}/${f} (${fs.statSync(path.join(root, 'prebuilds', d, f)).size} bytes)`);

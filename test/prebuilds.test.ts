@@ -12,9 +12,9 @@ const ROOT = resolve(__dirname, '..');
 const { sourceHash } = require('../scripts/source-hash.js') as { sourceHash(root: string): string };
 
 describe('shipped prebuilt binaries', () => {
-  const expected = ['linux-x64', 'win32-x64'];
+  const expected = ['linux-x64', 'linux-arm64', 'win32-x64'];
 
-  it('exist for linux-x64 and win32-x64 and were built from the current native sources', () => {
+  it('exist for linux-x64, linux-arm64 and win32-x64 and were built from the current native sources', () => {
     const hash = sourceHash(ROOT);
     for (const platform of expected) {
       const file = join(ROOT, 'prebuilds', platform, 'fslock.node');
@@ -39,6 +39,7 @@ describe('shipped prebuilt binaries', () => {
     const files = info.files.map((f) => f.path);
     expect(files).toContain('prebuilds/linux-x64/fslock.node');
     expect(files).toContain('prebuilds/win32-x64/fslock.node');
+    expect(files).toContain('prebuilds/linux-arm64/fslock.node');
     expect(files.some((f) => f.startsWith('build/'))).toBe(false);
     expect(files).toContain('dist/cjs/index.js');
     expect(files).toContain('proper-lockfile/package.json');
