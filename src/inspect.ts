@@ -9,7 +9,6 @@
  * instant).
  */
 import { readFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
 import { binding, C } from './binding.js';
 import { checkPath, WINDOWS_LOCK_OFFSET, type LockMode } from './options.js';
 import { currentHolder, parseProcLocks, readProcLocksSync, type HolderRecord, type HolderSource, type KernelLock } from './holder.js';
