@@ -72,6 +72,35 @@ describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
     expect(existsSync(custom)).toBe(false);
   });
 
+  it('stale is clamped to at least 2000 ms, as upstream; a stale upstream artefact is taken over', async () => {
+    const f = target();
+    const { mkdirSync, utimesSync } = await import('node:fs');
+    mkdirSync(`${f}.lock`); // a real proper-lockfile holder's artefact (no marker)
+    const ago = (ms: number) => new Date(Date.now() - ms);
+    utimesSync(`${f}.lock`, ago(1500), ago(1500));
+    await expect(pl.lock(f, { stale: 1 })).rejects.toMatchObject({ code: 'ELOCKED' }); // 1 → 2000: not stale yet
+    expect(pl.checkSync(f, { stale: 1 })).toBe(true);
+    utimesSync(`${f}.lock`, ago(2500), ago(2500));
+    expect(pl.checkSync(f, { stale: 1 })).toBe(false);
+    const release = await pl.lock(f, { stale: 1 });
+    await release();
+  });
+
+  it('uses the fs option for the artefact, as upstream', async () => {
+    const f = target();
+    const nodeFs = await import('node:fs');
+    const calls: string[] = [];
+    const spy = new Proxy(nodeFs, {
+      get(t, k: string) {
+        const v = (t as unknown as Record<string, unknown>)[k];
+        return typeof v === 'function' ? (...a: unknown[]) => (calls.push(k), (v as (...x: unknown[]) => unknown)(...a)) : v;
+      },
+    });
+    const release = await pl.lock(f, { fs: spy as typeof nodeFs });
+    await release();
+    expect(calls).toEqual(expect.arrayContaining(['realpathSync', 'mkdirSync', 'utimesSync', 'rmdirSync']));
+  });
+
   it('retries is bounded by the time the retry schedule allows (computed as the retry package does)', () => {
     const sum = (o: object) => retry.timeouts(o).reduce((a, b) => a + b, 0);
     expect(retryBudgetMs({ retries: 3 })).toBe(sum({ retries: 3 }));
