@@ -38,10 +38,14 @@ const contenders = {
     shared: true,
     cycle: async (p, o) => (await fslock.lock(p, { mode: o.shared ? 'shared' : 'exclusive' })).release(),
   },
-  'fslock (record: false)': {
-    waits: 'kernel wait on a native thread (flock + OFD)',
+  'fslock (record: true)': {
+    waits: 'kernel wait on a native thread (flock + OFD), writing a holder record',
     shared: false,
-    cycle: (p) => fslock.lockSync(p, { record: false }).release(),
+    cycle: (p) => fslock.lockSync(p, { record: true }).release(),
+    acquire: async (p) => {
+      const l = await fslock.lock(p, { record: true });
+      return async () => l.release();
+    },
   },
   'fslock/proper-lockfile': {
     waits: 'kernel wait on the marker, bounded by the retry budget',

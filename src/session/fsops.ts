@@ -3,7 +3,7 @@
  * tests can inject failures (EPERM/EACCES/EBUSY as Windows produces them)
  * without mocking node:fs for everything else.
  */
-import { promises as fsp } from 'node:fs';
+import { constants, promises as fsp } from 'node:fs';
 import fse from 'fs-extra';
 
 export const fsops = {
@@ -12,9 +12,19 @@ export const fsops = {
   remove: (path: string): Promise<void> => fsp.rm(path, { recursive: true, force: true, maxRetries: 0 }),
   unlink: (path: string): Promise<void> => fsp.unlink(path),
   link: (from: string, to: string): Promise<void> => fsp.link(from, to),
-  /** Copies a file, directory or symlink (fs-extra keeps modes and timestamps). */
-  copy: (from: string, to: string): Promise<void> =>
-    fse.copy(from, to, { preserveTimestamps: true, errorOnExist: true, overwrite: false }),
+  /**
+   * Copies one entry. Regular files: copyFile (a reflink where the filesystem
+   * offers one, never overwriting); anything else (symlinks, …): fs-extra.
+   */
+  copy: async (from: string, to: string): Promise<void> => {
+    const st = await fsp.lstat(from);
+    if (st.isFile()) {
+      await fsp.copyFile(from, to, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      await fsp.utimes(to, st.atime, st.mtime);
+      return;
+    }
+    await fse.copy(from, to, { preserveTimestamps: true, errorOnExist: true, overwrite: false });
+  },
   mkdir: async (path: string, recursive = false): Promise<void> => {
     await fsp.mkdir(path, { recursive });
   },
