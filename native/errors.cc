@@ -45,6 +45,9 @@ ErrorName DescribeError(int err) {
     case ERROR_DISK_FULL:
     case ERROR_HANDLE_DISK_FULL:
       return {"ENOSPC", "no space left on device", -4055};
+    case ERROR_FILE_EXISTS:
+    case ERROR_ALREADY_EXISTS:
+      return {"EEXIST", "file already exists", -4075};
     default:
       return {"EIO", "i/o error (Windows error " + std::to_string(err) + ")", -4070};
   }

@@ -166,6 +166,16 @@ Napi::Value ReadAt(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(got));
 }
 
+// renameNoReplace(from, to): rename that fails with EEXIST instead of
+// replacing; ENOSYS where the OS or filesystem cannot do that atomically.
+Napi::Value RenameNoReplace(const Napi::CallbackInfo& info) {
+  std::string from = StrArg(info, 0, "from");
+  std::string to = StrArg(info, 1, "to");
+  int r = p::RenameNoReplace(from.c_str(), to.c_str());
+  if (r != 0) throw MakeSystemError(info.Env(), r, "rename", from);
+  return info.Env().Undefined();
+}
+
 const char* LockSyscall(int64_t primitive) {
   switch (primitive) {
     case p::kFlock: return "flock";
@@ -466,6 +476,7 @@ void InitLock(Napi::Env env, Napi::Object exports) {
   exports.Set("truncate", Napi::Function::New(env, Truncate, "truncate"));
   exports.Set("writeAt", Napi::Function::New(env, WriteAt, "writeAt"));
   exports.Set("readAt", Napi::Function::New(env, ReadAt, "readAt"));
+  exports.Set("renameNoReplace", Napi::Function::New(env, RenameNoReplace, "renameNoReplace"));
   exports.Set("lock", Napi::Function::New(env, Lock, "lock"));
   exports.Set("query", Napi::Function::New(env, Query, "query"));
   exports.Set("waitStart", Napi::Function::New(env, WaitStart, "waitStart"));
@@ -488,6 +499,8 @@ void InitLock(Napi::Env env, Napi::Object exports) {
   c.Set("EXCLUSIVE", Napi::Number::New(env, p::kExclusive));
   c.Set("OPEN_WRITE", Napi::Number::New(env, p::kOpenWrite));
   c.Set("OPEN_CREATE", Napi::Number::New(env, p::kOpenCreate));
+  c.Set("OPEN_NOFOLLOW", Napi::Number::New(env, p::kOpenNoFollow));
+  c.Set("OPEN_EXCLUSIVE", Napi::Number::New(env, p::kOpenExclusive));
   c.Set("NATIVE_WAIT", Napi::Boolean::New(env, p::WaitSupported()));
   exports.Set("constants", c);
   exports.Set("sourceHash", Napi::String::New(env, FSLOCK_SOURCE_HASH));

@@ -17,6 +17,10 @@ export interface BindingConstants {
   EXCLUSIVE: 2;
   OPEN_WRITE: 1;
   OPEN_CREATE: 2;
+  /** Fail with ELOOP when the last component is a symlink (Unix). */
+  OPEN_NOFOLLOW: 4;
+  /** With OPEN_CREATE: fail with EEXIST when anything (a symlink too) is there. */
+  OPEN_EXCLUSIVE: 8;
   /** Whether blocking waits can run on an interruptible native thread. */
   NATIVE_WAIT: boolean;
 }
@@ -55,6 +59,8 @@ export interface Binding {
   truncate(fd: number, size: number): void;
   writeAt(fd: number, data: Buffer, offset: number): number;
   readAt(fd: number, data: Buffer, offset: number): number;
+  /** rename that fails with EEXIST instead of replacing; ENOSYS where it cannot. */
+  renameNoReplace(from: string, to: string): void;
   /** One lock system call; false when contended (never for unlock). */
   lock(primitive: number, fd: number, type: number, start: number, len: number, wait: boolean): boolean;
   query(primitive: number, fd: number, type: number, start: number, len: number): QueryResult;

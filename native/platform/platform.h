@@ -32,6 +32,9 @@ enum LockType : int {
 enum OpenFlags : int {
   kOpenWrite = 1,      // read-write instead of read-only
   kOpenCreate = 2,     // create if missing (mode 0644 before umask)
+  kOpenNoFollow = 4,   // fail with ELOOP when the last component is a symlink (Unix)
+  kOpenExclusive = 8,  // with kOpenCreate: fail with EEXIST when anything is there,
+                       // a symlink included (O_EXCL, CREATE_NEW): never creates through one
 };
 
 struct Identity {
@@ -66,6 +69,10 @@ int GetFsInfo(handle_t h, FsInfo* out);
 int Truncate(handle_t h, int64_t size);
 int WriteAt(handle_t h, const void* data, size_t len, int64_t offset, size_t* written);
 int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);
+// rename(from, to) that fails with EEXIST instead of replacing `to`
+// (renameat2 RENAME_NOREPLACE, renamex_np RENAME_EXCL, MoveFileExW without
+// MOVEFILE_REPLACE_EXISTING). ENOSYS where the OS or filesystem has no such call.
+int RenameNoReplace(const char* from, const char* to);
 
 // One lock system call. `wait` selects the blocking form (flock without
 // LOCK_NB, F_OFD_SETLKW, F_SETLKW). Ranges use len == 0 for "to end of file

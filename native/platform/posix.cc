@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #if defined(__linux__)
+#include <sys/syscall.h>
 #include <sys/vfs.h>
 #else
 #include <sys/mount.h>
@@ -28,6 +29,10 @@
 #include <mutex>
 #include <utility>
 #include <vector>
+
+#if defined(__APPLE__)
+#include <stdio.h>  // renamex_np
+#endif
 
 #if defined(__APPLE__) && !defined(F_OFD_SETLK)
 // Present in current XNU but not always in the SDK headers.
@@ -90,14 +95,19 @@ int LockOnce(int primitive, int fd, int type, int64_t start, int64_t len, bool w
 // Waking a thread blocked in flock / F_SETLKW / F_OFD_SETLKW.
 //
 // The kernel returns EINTR from a blocked lock call when a signal whose handler
-// was installed without SA_RESTART is delivered to that thread. SIGURG is
-// ignored by default, so a stray one is harmless, and Node does not use it.
-// On Linux we tag our own signals (pthread_sigqueue + SI_QUEUE + magic value)
-// and pass any other SIGURG on to a handler that was installed before ours.
-constexpr int kWakeSignal = SIGURG;
+// was installed without SA_RESTART is delivered to that thread. On Linux the
+// wake signal is a real-time signal that nothing else in the process has a
+// handler for: JavaScript cannot listen to real-time signals (process.on only
+// knows named ones), so no listener can replace our handler with libuv's
+// SA_RESTART one and turn cancels into restarts. Elsewhere it is SIGURG
+// (ignored by default; Node does not use it), and a handler that replaced ours
+// is detected at the next wait and ours is put back in front of it.
+// On Linux our own signals are tagged (pthread_sigqueue + SI_QUEUE + magic
+// value); any other delivery is passed on to the handler installed before ours.
 constexpr int kWakeMagic = 0x66736c6b;  // "fslk"
+std::atomic<int> g_wake_signal{0};
 struct sigaction g_previous;
-std::once_flag g_signal_once;
+std::mutex g_signal_mu;
 
 void WakeHandler(int sig, siginfo_t* info, void* uctx) {
 #if defined(__linux__)
@@ -113,24 +123,53 @@ void WakeHandler(int sig, siginfo_t* info, void* uctx) {
   }
 }
 
-void InstallWakeHandler() {
-  std::call_once(g_signal_once, [] {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = WakeHandler;
-    sa.sa_flags = SA_SIGINFO;  // deliberately no SA_RESTART
-    sigemptyset(&sa.sa_mask);
-    sigaction(kWakeSignal, &sa, &g_previous);
-  });
+bool IsOurs(const struct sigaction& sa) {
+  return (sa.sa_flags & SA_SIGINFO) && sa.sa_sigaction == WakeHandler;
+}
+
+int ChooseWakeSignal() {
+#if defined(__linux__) && defined(SIGRTMIN)
+  // The first real-time signal from SIGRTMIN+4 on that nobody handles
+  // (glibc reserves the ones below SIGRTMIN; some runtimes use the lowest few).
+  for (int sig = SIGRTMIN + 4; sig <= SIGRTMAX - 4; sig++) {
+    struct sigaction cur;
+    if (sigaction(sig, nullptr, &cur) != 0) continue;
+    if (IsOurs(cur)) return sig;
+    if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) return sig;
+  }
+#endif
+  return SIGURG;
+}
+
+// Installs (or re-installs, if someone replaced it) the wake handler and
+// returns the wake signal. One sigaction() query per wait.
+int EnsureWakeHandler() {
+  std::lock_guard<std::mutex> lk(g_signal_mu);
+  int sig = g_wake_signal.load();
+  if (sig == 0) sig = ChooseWakeSignal();
+  struct sigaction cur;
+  if (sigaction(sig, nullptr, &cur) == 0 && IsOurs(cur)) {
+    g_wake_signal.store(sig);
+    return sig;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = WakeHandler;
+  sa.sa_flags = SA_SIGINFO;  // deliberately no SA_RESTART
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, &g_previous);
+  g_wake_signal.store(sig);
+  return sig;
 }
 
 void Wake(pthread_t t) {
+  int sig = g_wake_signal.load();
 #if defined(__linux__)
   union sigval v;
   v.sival_int = kWakeMagic;
-  pthread_sigqueue(t, kWakeSignal, v);
+  pthread_sigqueue(t, sig, v);
 #else
-  pthread_kill(t, kWakeSignal);
+  pthread_kill(t, sig);
 #endif
 }
 
@@ -162,7 +201,7 @@ void* WaiterMain(void* arg) {
   // SIGINT are handled by Node on its own threads.
   sigset_t set;
   sigfillset(&set);
-  sigdelset(&set, kWakeSignal);
+  sigdelset(&set, g_wake_signal.load());
   pthread_sigmask(SIG_SETMASK, &set, nullptr);
 
   int r;
@@ -194,7 +233,7 @@ bool WaitSupported() { return true; }
 
 int WaitStart(int primitive, handle_t h, int type, int64_t start, int64_t len, WaitDone done,
               void* ctx, Waiter** out) {
-  InstallWakeHandler();
+  EnsureWakeHandler();
   Waiter* w = new Waiter();
   w->primitive = primitive;
   w->fd = static_cast<int>(h);
@@ -227,14 +266,18 @@ int WaitCancel(Waiter* w, int budget_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(budget_ms);
   std::unique_lock<std::mutex> lk(w->mu);
   // The thread may be between its check of `cancel` and entering the system
-  // call, where a signal is lost; so keep signalling until it has returned.
+  // call, where a signal is lost; so signal again until it has returned, with
+  // doubling pauses (0.25 ms, 0.5 ms, ... capped at 128 ms): at most about a
+  // dozen signals per cancel, whatever happens to them.
+  auto pause = std::chrono::microseconds(250);
   while (!w->finished) {
     Wake(w->thread);
-    if (w->cv.wait_for(lk, std::chrono::microseconds(500), [w] { return w->finished; })) break;
+    if (w->cv.wait_for(lk, pause, [w] { return w->finished; })) break;
     if (std::chrono::steady_clock::now() > deadline) {
       w->abandoned = true;
       return kCancelStuck;
     }
+    pause = std::min(pause * 2, std::chrono::microseconds(128000));
   }
   return w->result == 0 ? kCancelGranted : kCancelInterrupted;
 }
@@ -262,6 +305,8 @@ int Open(const char* path, int flags, handle_t* out) {
   int oflags = O_CLOEXEC | O_NOCTTY;
   oflags |= (flags & kOpenWrite) ? O_RDWR : O_RDONLY;
   if (flags & kOpenCreate) oflags |= O_CREAT;
+  if (flags & kOpenNoFollow) oflags |= O_NOFOLLOW;
+  if ((flags & kOpenExclusive) && (flags & kOpenCreate)) oflags |= O_EXCL;
   int fd;
   do {
     fd = open(path, oflags, 0666);
@@ -331,6 +376,21 @@ int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got) {
   if (n < 0) return Errno();
   *got = static_cast<size_t>(n);
   return 0;
+}
+
+int RenameNoReplace(const char* from, const char* to) {
+#if defined(__linux__) && defined(SYS_renameat2)
+  // The raw system call: glibc's wrapper needs glibc 2.28.
+  if (syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, 1 /* RENAME_NOREPLACE */) == 0) return 0;
+  return errno == EINVAL ? ENOSYS : Errno();  // EINVAL: this filesystem has no RENAME_NOREPLACE
+#elif defined(__APPLE__) && defined(RENAME_EXCL)
+  if (renamex_np(from, to, RENAME_EXCL) == 0) return 0;
+  return errno == ENOTSUP ? ENOSYS : Errno();
+#else
+  (void)from;
+  (void)to;
+  return ENOSYS;
+#endif
 }
 
 int Lock(int primitive, handle_t h, int type, int64_t start, int64_t len, bool wait) {

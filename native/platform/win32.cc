@@ -58,7 +58,8 @@ int Open(const char* path, int flags, handle_t* out) {
   std::wstring wpath = Widen(path);
   DWORD access = GENERIC_READ | ((flags & kOpenWrite) ? GENERIC_WRITE : 0);
   DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
-  DWORD disposition = (flags & kOpenCreate) ? OPEN_ALWAYS : OPEN_EXISTING;
+  DWORD disposition = (flags & kOpenCreate) ? ((flags & kOpenExclusive) ? CREATE_NEW : OPEN_ALWAYS)
+                                            : OPEN_EXISTING;
   HANDLE h = CreateFileW(wpath.c_str(), access, share, nullptr, disposition,
                          FILE_ATTRIBUTE_NORMAL, nullptr);
   if (h == INVALID_HANDLE_VALUE) return LastError();
@@ -69,6 +70,12 @@ int Open(const char* path, int flags, handle_t* out) {
 }
 
 int Close(handle_t h) { return CloseHandle(H(h)) ? 0 : LastError(); }
+
+int RenameNoReplace(const char* from, const char* to) {
+  std::wstring wfrom = Widen(from);
+  std::wstring wto = Widen(to);
+  return MoveFileExW(wfrom.c_str(), wto.c_str(), 0) ? 0 : LastError();
+}
 
 int GetIdentity(handle_t h, Identity* out) {
   BY_HANDLE_FILE_INFORMATION info;
