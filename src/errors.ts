@@ -27,6 +27,35 @@ export interface HolderRecordLike {
   pid: number;
   argv?: string[];
   hostname?: string;
+  /** The holder is this process itself. */
+  self?: boolean;
+}
+
+/** The `code` of an error-like value, or undefined. */
+export function errorCode(err: unknown): string | undefined {
+  const c = (err as { code?: unknown } | null | undefined)?.code;
+  return typeof c === 'string' ? c : undefined;
+}
+
+/**
+ * Makes text from a file name, a record or /proc safe to print: control
+ * characters (C0, DEL, C1) and Unicode direction overrides are shown as
+ * visible escapes (\n, \t, \x1b, \u202e), so nothing read from disk can
+ * move the cursor, clear the screen, retitle the terminal or fake a line.
+ */
+export function escapeText(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, (ch) => {
+    switch (ch) {
+      case '\n': return '\\n';
+      case '\r': return '\\r';
+      case '\t': return '\\t';
+      default: {
+        const code = ch.charCodeAt(0);
+        return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+      }
+    }
+  });
 }
 
 export class FslockError extends Error {
@@ -50,9 +79,10 @@ export class FslockError extends Error {
 /** "held by pid 1234: ./x tidy" (or "held by pid 1234 on host"), or "" when unknown. */
 export function describeHolder(holder: HolderRecordLike | null | undefined): string {
   if (!holder) return '';
+  if (holder.self) return `held by this process (pid ${holder.pid})`;
   let s = `held by pid ${holder.pid}`;
-  if (holder.hostname && holder.hostname !== hostnameCache()) s += ` on ${holder.hostname}`;
-  if (holder.argv && holder.argv.length > 0) s += `: ${holder.argv.join(' ')}`;
+  if (holder.hostname && holder.hostname !== hostnameCache()) s += ` on another host, ${escapeText(holder.hostname)}`;
+  if (holder.argv && holder.argv.length > 0) s += `: ${escapeText(holder.argv.join(' '))}`;
   return s;
 }
 

@@ -1,61 +1,235 @@
 /**
- * Who holds a lock: the record an fslock holder wrote (record: true), checked
- * against reality, or else the kernel's own lock table (Linux /proc/locks),
- * which names the owning process of flock and POSIX locks.
+ * Who holds a lock, and the holder record: the one module that writes,
+ * reads and removes records.
+ *
+ * ## Where a record lives, and why never in the lock file
+ *
+ * The lock file's contents belong to the user: `fslock run out.log …` locks
+ * the very file the command appends to, exactly as flock(1) is used. So fslock
+ * never writes into, truncates or empties a lock file. An exclusive holder
+ * that asks for a record (`record: true`) writes it into a *sidecar*,
+ * `<lockfile>.fslock-holder`, that fslock alone creates:
+ *
+ * 1. a fresh temporary file is created with O_CREAT|O_EXCL|O_NOFOLLOW (so it
+ *    is new, ours, and never reached through a symlink), the record is
+ *    written into it and it is closed;
+ * 2. it is renamed over the sidecar name, but only when that name is free or
+ *    holds a regular file that parses as a record (a stale one of a holder
+ *    that died); a user's file of that name is never replaced;
+ * 3. on release the sidecar is unlinked if the name still holds the file
+ *    this holder renamed there (same device and inode).
+ *
+ * A record holds only what names the holder: pid, host name, start time, the
+ * lock file's identity, and by default no command-line arguments (they carry
+ * tokens and passwords); `record: { argv }` records what the caller passes.
+ *
+ * ## Trusting a record
+ *
+ * A sidecar can be planted by anyone who can write the directory. A record is
+ * believed only if it names the lock file it sits beside (its `file` identity
+ * is the open lock file's), its host is this one or it is labelled as another
+ * host's, its process lives, and — on Linux, where the kernel's lock table
+ * (/proc/locks) names the owning process of flock and POSIX locks — the
+ * kernel agrees that this pid holds a lock on the file. Otherwise the kernel's
+ * answer is used and the record is ignored.
  */
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readFileSync, readSync, renameSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { binding } from './binding.js';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { binding, C } from './binding.js';
+import { errorCode } from './errors.js';
 import type { LockMode } from './options.js';
 
-/** What an exclusive holder writes into its lock file. */
+/** What an exclusive holder records in its sidecar. */
 export interface HolderRecord {
   pid: number;
   hostname: string;
-  /** ISO time the lock was acquired. */
+  /** ISO time the lock was acquired ('' when unknown). */
   startedAt: string;
+  /** The recorded command line: empty unless the holder passed one (`record: { argv }`). */
   argv: string[];
 }
 
-export const RECORD_PREFIX = Buffer.from('{"fslock":1,');
+/** Name of the record beside a lock file. */
+export const RECORD_SUFFIX = '.fslock-holder';
+/** A record is one short JSON line; larger sidecars are not records. */
 export const RECORD_MAX = 4096;
+const RECORD_PREFIX = Buffer.from('{"fslock":1,');
 
-/** Reads the holder record at the start of an open lock file, if there is one. */
-export function readRecord(fd: number): HolderRecord | null {
+export function recordPath(lockPath: string): string {
+  return lockPath + RECORD_SUFFIX;
+}
+
+/** A record this process wrote, to be removed on release. */
+export interface WrittenRecord {
+  path: string;
+  identity: string;
+}
+
+function lstatIdentity(path: string): string | null {
   try {
-    const buf = Buffer.allocUnsafe(RECORD_MAX);
-    const n = binding.readAt(fd, buf, 0);
-    return parseRecord(buf.subarray(0, n));
+    const st = lstatSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
   } catch {
     return null;
   }
 }
 
-export function parseRecord(buf: Buffer): HolderRecord | null {
+/** The record line. `argv` is recorded only when given, and capped. */
+export function formatRecord(fileIdentity: string, argv: string[] | undefined): Buffer {
+  const fields: Record<string, unknown> = {
+    fslock: 1,
+    pid: process.pid,
+    hostname: hostname(),
+    startedAt: new Date().toISOString(),
+    file: fileIdentity,
+  };
+  if (argv && argv.length > 0) fields.argv = argv;
+  let line = JSON.stringify(fields);
+  if (line.length + 1 > RECORD_MAX) {
+    // a record must stay readable as one: keep the command's name only
+    fields.argv = argv ? [String(argv[0]).slice(0, 256)] : [];
+    line = JSON.stringify(fields);
+  }
+  return Buffer.from(`${line}\n`);
+}
+
+export function parseRecord(buf: Buffer): (HolderRecord & { file: string }) | null {
   if (buf.length < RECORD_PREFIX.length || !buf.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX)) return null;
   const end = buf.indexOf(0x0a);
   try {
-    const r = JSON.parse(buf.subarray(0, end < 0 ? buf.length : end).toString('utf8')) as Partial<HolderRecord>;
-    if (typeof r.pid !== 'number') return null;
+    const r = JSON.parse(buf.subarray(0, end < 0 ? buf.length : end).toString('utf8')) as Record<string, unknown>;
+    if (typeof r.pid !== 'number' || !Number.isSafeInteger(r.pid) || r.pid <= 0) return null;
     return {
       pid: r.pid,
       hostname: typeof r.hostname === 'string' ? r.hostname : '',
       startedAt: typeof r.startedAt === 'string' ? r.startedAt : '',
       argv: Array.isArray(r.argv) ? r.argv.map(String) : [],
+      file: typeof r.file === 'string' ? r.file : '',
     };
   } catch {
     return null;
   }
 }
 
-/** A record is trusted only while its process lives (on this host; another host's cannot be checked). */
-function recordIsLive(r: HolderRecord): boolean {
-  if (r.hostname && r.hostname !== hostname()) return true;
+/**
+ * Reads a sidecar without following a symlink, without blocking on a FIFO,
+ * and only if it is a small regular file.
+ */
+function readSidecar(path: string): Buffer | null {
+  let fd: number;
   try {
-    process.kill(r.pid, 0);
+    fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0) | (fsc.O_NONBLOCK ?? 0));
+  } catch {
+    return null;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > RECORD_MAX) return null;
+    const buf = Buffer.alloc(RECORD_MAX);
+    const n = readSync(fd, buf, 0, RECORD_MAX, 0);
+    return buf.subarray(0, n);
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Writes the record of the exclusive holder of `lockPath` (whose open file has
+ * `fileIdentity`). Returns what to remove on release, or null when no record
+ * could be written: a record is a courtesy, the lock is held either way.
+ */
+export function writeRecord(lockPath: string, fileIdentity: string, argv: string[] | undefined): WrittenRecord | null {
+  const target = recordPath(lockPath);
+  const tmp = join(dirname(target), `.${basename(lockPath)}.fslock-holder-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  let fd: number;
+  try {
+    fd = binding.open(tmp, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW);
+  } catch {
+    return null; // the directory is not writable: no record
+  }
+  let written = true;
+  try {
+    binding.writeAt(fd, formatRecord(fileIdentity, argv), 0);
+  } catch {
+    written = false;
+  } finally {
+    binding.close(fd);
+  }
+  if (!written) {
+    unlinkQuietly(tmp);
+    return null;
+  }
+  // Replace only a free name or a stale record; never a user's file.
+  let st;
+  try {
+    st = lstatSync(target);
+  } catch (err) {
+    st = errorCode(err) === 'ENOENT' ? null : undefined;
+  }
+  const replaceable = st === null || (st !== undefined && (st.isSymbolicLink() || (st.isFile() && parseRecord(readSidecar(target) ?? Buffer.alloc(0)) !== null)));
+  if (!replaceable) {
+    unlinkQuietly(tmp);
+    return null;
+  }
+  const identity = lstatIdentity(tmp);
+  try {
+    renameSync(tmp, target);
+  } catch {
+    unlinkQuietly(tmp);
+    return null;
+  }
+  return identity === null ? null : { path: target, identity };
+}
+
+/**
+ * Writes a record (no command line) into a lock file that fslock has just
+ * created itself with O_EXCL and that nobody else writes: the compatibility
+ * layers' own lock files, which mark their holder this way as upstream's do.
+ * Never used on a file a user names.
+ */
+export function writeRecordIntoOwnFile(fd: number): void {
+  binding.writeAt(fd, formatRecord(binding.identity(fd), undefined), 0);
+}
+
+/** Whether the file at `path` starts with an fslock record (a compat layer's lock file). */
+export function fileHoldsRecord(path: string): boolean {
+  const buf = readSidecar(path);
+  return buf !== null && parseRecord(buf) !== null;
+}
+
+/** Removes a record this process wrote, if the name still holds it. */
+export function removeRecord(rec: WrittenRecord): void {
+  if (lstatIdentity(rec.path) === rec.identity) unlinkQuietly(rec.path);
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // gone already
+  }
+}
+
+/** The record beside `lockPath`, if one is there and names the file with `fileIdentity`. */
+export function readRecord(lockPath: string, fileIdentity?: string): HolderRecord | null {
+  const buf = readSidecar(recordPath(lockPath));
+  const rec = buf && parseRecord(buf);
+  if (!rec) return null;
+  if (fileIdentity !== undefined && rec.file !== fileIdentity) return null;
+  const { file: _file, ...out } = rec;
+  return out;
+}
+
+function processLives(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
     return true;
   } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
+    return errorCode(err) === 'EPERM';
   }
 }
 
@@ -70,27 +244,24 @@ export interface KernelLock {
 }
 
 /** Linux st_dev → "MAJ:MIN" as /proc/locks prints it (%02x:%02x). */
-function procDev(dev: bigint): string {
+function procDev(dev: bigint): [number, number] {
   const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
   const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  const hex = (n: bigint) => n.toString(16).padStart(2, '0');
-  return `${hex(major)}:${hex(minor)}`;
+  return [Number(major), Number(minor)];
 }
 
-const PROC_LINE = /^\d+:\s+(->\s+)?(FLOCK|OFDLCK|POSIX)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+:[0-9a-f]+):(\d+)\s+(\d+)\s+(\S+)/;
+const PROC_LINE = /^\d+:\s+(->\s+)?(FLOCK|OFDLCK|POSIX)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\S+)/;
 
 export function parseProcLocks(text: string, identity: string): { locks: KernelLock[]; waiters: number } {
   const [devStr, inoStr] = identity.split(':');
-  const dev = procDev(BigInt(devStr as string));
+  const [wmaj, wmin] = procDev(BigInt(devStr as string));
   const locks: KernelLock[] = [];
   let waiters = 0;
   for (const line of text.split('\n')) {
     const m = PROC_LINE.exec(line);
-    if (!m || m[6] !== inoStr) continue;
+    if (!m || m[7] !== inoStr) continue;
     // /proc/locks pads to at least two hex digits per part; compare numerically.
-    const [maj, min] = (m[5] as string).split(':').map((x) => parseInt(x, 16));
-    const [wmaj, wmin] = dev.split(':').map((x) => parseInt(x, 16));
-    if (maj !== wmaj || min !== wmin) continue;
+    if (parseInt(m[5] as string, 16) !== wmaj || parseInt(m[6] as string, 16) !== wmin) continue;
     if (m[1]) {
       waiters++;
       continue;
@@ -100,8 +271,8 @@ export function parseProcLocks(text: string, identity: string): { locks: KernelL
       kind: m[2] === 'FLOCK' ? 'flock' : m[2] === 'OFDLCK' ? 'ofd' : 'posix',
       mode: m[3] === 'WRITE' ? 'exclusive' : 'shared',
       pid: pid > 0 ? pid : null,
-      start: Number(m[7]),
-      end: m[8] === 'EOF' ? null : Number(m[8]),
+      start: Number(m[8]),
+      end: m[9] === 'EOF' ? null : Number(m[9]),
     });
   }
   return { locks, waiters };
@@ -119,24 +290,38 @@ export function readProcLocksSync(): string | null {
 
 export type HolderSource = 'record' | 'kernel';
 
+export interface CurrentHolder extends HolderRecord {
+  source: HolderSource;
+  /** The record names another host: it cannot be checked from here. */
+  remote?: boolean;
+}
+
 /**
- * The holder of the lock on the open file `fd`: its record when one is there
- * and its process is alive, else (Linux) the process the kernel names, with
- * its command line from /proc. Null when unknown. `procLocks` may pass an
- * already read /proc/locks.
+ * The holder of the lock on the open file `fd` (opened from `path`): its
+ * record when one is there and believable (see above), else (Linux) the
+ * process the kernel names, with its command line from /proc. Null when
+ * unknown. `procLocks` may pass an already read /proc/locks.
  */
-export function currentHolder(fd: number, procLocks?: string | null): (HolderRecord & { source: HolderSource }) | null {
-  const rec = readRecord(fd);
-  if (rec && recordIsLive(rec)) return { ...rec, source: 'record' };
-  const text = procLocks === undefined ? readProcLocksSync() : procLocks;
-  if (text === null) return null;
-  let pid: number | null = null;
+export function currentHolder(fd: number, path: string, procLocks?: string | null): CurrentHolder | null {
+  let identity: string;
   try {
-    pid = parseProcLocks(text, binding.identity(fd)).locks.find((l) => l.pid !== null)?.pid ?? null;
+    identity = binding.identity(fd);
   } catch {
     return null;
   }
-  if (pid === null) return null;
+  const text = procLocks === undefined ? readProcLocksSync() : procLocks;
+  const kernelPids = text === null ? null : parseProcLocks(text, identity).locks.map((l) => l.pid).filter((p): p is number => p !== null);
+  const rec = readRecord(path, identity);
+  if (rec) {
+    if (rec.hostname && rec.hostname !== hostname()) {
+      return { ...rec, source: 'record', remote: true };
+    }
+    // On Linux the kernel is the truth: a record it contradicts is not believed.
+    const kernelAgrees = kernelPids === null || kernelPids.length === 0 || kernelPids.includes(rec.pid);
+    if (kernelAgrees && processLives(rec.pid)) return { ...rec, source: 'record' };
+  }
+  const pid = kernelPids?.[0];
+  if (pid === undefined) return null;
   let argv: string[] = [];
   try {
     argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);

@@ -4,7 +4,7 @@
  *   import { lock } from 'fslock';
  *   await using l = await lock('build.lock');
  */
-export { lock, tryLock, lockSync, withLock, FileLock, readRecord } from './lock.js';
+export { lock, tryLock, lockSync, withLock, FileLock, readHolderRecord } from './lock.js';
 export type { HolderRecord, UpgradeOptions, UpgradeResult } from './lock.js';
 export { inspect, inspectSync } from './inspect.js';
 export type { LockInfo, KernelLock } from './inspect.js';

@@ -9,6 +9,9 @@
  * instant).
  */
 import { readFile } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import { errorCode } from './errors.js';
+import { openLockFile } from './open.js';
 import { binding, C } from './binding.js';
 import { checkPath, WINDOWS_LOCK_OFFSET, type LockMode } from './options.js';
 import { currentHolder, parseProcLocks, readProcLocksSync, type HolderRecord, type HolderSource, type KernelLock } from './holder.js';
@@ -26,8 +29,10 @@ export interface LockInfo {
    * or on Linux the process the kernel names (argv from /proc, no startedAt).
    */
   holder: HolderRecord | null;
-  /** Where `holder` came from. */
+  /** Where `holder` came from: 'kernel' (Linux /proc/locks), or 'record' (its sidecar, checked against the kernel). */
   holderSource: HolderSource | null;
+  /** The holder's record names another host: it could not be checked from here. */
+  holderRemote: boolean;
   /** Each lock the kernel reports on the file (Linux); empty where unknown. */
   locks: KernelLock[];
   /** Requests blocked waiting for this file (Linux only; 0 elsewhere). */
@@ -77,14 +82,22 @@ function probeMode(fd: number): LockMode | null {
   return mode;
 }
 
+function isSymlink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 /** @internal inspect with an already read /proc/locks (null: probe instead). */
 export function inspectWith(path: string, procLocks: string | null): LockInfo {
   let fd: number;
   try {
-    fd = binding.open(path, 0);
+    fd = openLockFile(path, false, false, false);
   } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') {
-      return { path, exists: false, held: false, mode: null, holder: null, holderSource: null, locks: [], waiters: 0, source: procLocks === null ? 'probe' : 'proc-locks' };
+    if (errorCode(err) === 'ENOENT' && !isSymlink(path)) {
+      return { path, exists: false, held: false, mode: null, holder: null, holderSource: null, holderRemote: false, locks: [], waiters: 0, source: procLocks === null ? 'probe' : 'proc-locks' };
     }
     throw err;
   }
@@ -98,8 +111,8 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
     } else {
       mode = probeMode(fd);
     }
-    const found = mode === 'exclusive' ? currentHolder(fd, procLocks) : null;
-    const { source: holderSource = null, ...holder } = found ?? {};
+    const found = mode === 'exclusive' ? currentHolder(fd, path, procLocks) : null;
+    const { source: holderSource = null, remote = false, ...holder } = found ?? {};
     return {
       path,
       exists: true,
@@ -107,6 +120,7 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
       mode,
       holder: found ? (holder as HolderRecord) : null,
       holderSource,
+      holderRemote: remote,
       locks,
       waiters,
       source: procLocks === null ? 'probe' : 'proc-locks',

@@ -8,17 +8,20 @@
  * have deleted it with `unlinkOnRelease` while we waited; a lock on the
  * orphaned inode would exclude nobody), starting again if not.
  */
-import { hostname } from 'node:os';
-import { currentHolder, readRecord, RECORD_MAX, RECORD_PREFIX, type HolderRecord } from './holder.js';
-import { unlinkSync } from 'node:fs';
+import { linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { currentHolder, readRecord, removeRecord, writeRecord, type HolderRecord, type WrittenRecord } from './holder.js';
 import { binding, C } from './binding.js';
 import {
+  errorCode,
   FslockError,
   lockedError,
   invalidArgType,
   withPath,
   type HolderRecordLike,
 } from './errors.js';
+import { openLockFile } from './open.js';
 import {
   checkOptionsObject,
   checkPath,
@@ -44,46 +47,6 @@ import {
 } from './wait.js';
 
 
-let recordStem: string | undefined;
-/** The record line; everything but startedAt is computed once per process. */
-function makeRecord(argvOverride?: string[]): Buffer {
-  const tail = (argv: string[]) => `,"argv":${JSON.stringify(argv)}}\n`;
-  if (argvOverride) {
-    return Buffer.from(`{"fslock":1,"pid":${process.pid},"hostname":${JSON.stringify(hostname())},"startedAt":"${new Date().toISOString()}"${tail(argvOverride)}`);
-  }
-  recordStem ??= tail([process.argv0 === 'node' ? 'node' : process.argv0, ...process.argv.slice(1)]);
-  return Buffer.from(`{"fslock":1,"pid":${process.pid},"hostname":${JSON.stringify(hostname())},"startedAt":"${new Date().toISOString()}"${recordStem}`);
-}
-
-/**
- * Writes our record into an empty lock file, or over a record left by a
- * holder that died, in place. Returns the bytes written (to clear them on
- * release), or null when the file holds something else or the write failed:
- * the record is a courtesy, the lock is held either way.
- */
-const recordHead = Buffer.alloc(RECORD_MAX);
-function writeRecord(fd: number, argv?: string[]): Buffer | null {
-  try {
-    const n = binding.readAt(fd, recordHead, 0);
-    // not ours to touch: a file that is neither empty nor starts like our record
-    if (n !== 0 && (n < RECORD_PREFIX.length || recordHead.compare(RECORD_PREFIX, 0, RECORD_PREFIX.length, 0, RECORD_PREFIX.length) !== 0)) {
-      return null;
-    }
-    const rec = makeRecord(argv);
-    binding.writeAt(fd, rec, 0);
-    if (n > rec.length) binding.truncate(fd, rec.length);
-    return rec;
-  } catch {
-    return null;
-  }
-}
-
-/** Empties the file on release, but only if it still holds exactly our record. */
-function clearRecord(fd: number, rec: Buffer): void {
-  const n = binding.readAt(fd, recordHead, 0);
-  if (n === rec.length && recordHead.compare(rec, 0, n, 0, n) === 0) binding.truncate(fd, 0);
-}
-
 /** The identity of the open file if `path` still names it, else null. */
 function sameFile(fd: number, path: string): string | null {
   const id = binding.identity(fd);
@@ -99,14 +62,16 @@ interface Attempt {
 }
 
 function openAttempt(path: string, p: ParsedLockOptions): Attempt {
-  const create = p.create ? C.OPEN_CREATE : 0;
+  if (p.createNew) {
+    return { fd: binding.open(path, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW), writable: true, holderId: null };
+  }
   try {
-    return { fd: binding.open(path, C.OPEN_WRITE | create), writable: true, holderId: null };
+    return { fd: openLockFile(path, true, p.create, p.allowUnsafeSymlink), writable: true, holderId: null };
   } catch (err) {
-    const code = (err as { code?: string }).code;
+    const code = errorCode(err);
     // A shared lock needs only read access: lock read-only files too.
     if (p.mode === 'shared' && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM')) {
-      return { fd: binding.open(path, create), writable: false, holderId: null };
+      return { fd: openLockFile(path, false, p.create, p.allowUnsafeSymlink), writable: false, holderId: null };
     }
     if (code === 'EISDIR') {
       throw new FslockError('EISDIR', `EISDIR: illegal operation on a directory, open '${path}'. ` +
@@ -150,7 +115,7 @@ function waitContext(path: string, timeout: number, signal: AbortSignal | undefi
     signal,
     holder: () => {
       const f = fd();
-      return f >= 0 ? currentHolder(f) : null;
+      return f >= 0 ? currentHolder(f, path) : null;
     },
   };
 }
@@ -160,8 +125,62 @@ function afterWaitFailure(a: Attempt, err: unknown): void {
 }
 
 function finish(path: string, a: Attempt, p: ParsedLockOptions, identity: string): FileLock {
-  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(a.fd, p.recordArgv) : null;
+  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(path, identity, p.recordArgv) : null;
   return new FileLock(path, a, p, identity, rec);
+}
+
+/**
+ * unlinkOnRelease: deletes the file at `path` only if it is the file this
+ * lock holds. Checking and then unlinking the path would be two steps that a
+ * racer can separate (swapping in another file between them), so the path is
+ * first moved aside to a unique name in one atomic rename, the moved file is
+ * checked, and a file that is not ours is put back without replacing anything
+ * that appeared at `path` meanwhile. Nothing this lock did not hold is ever
+ * deleted.
+ */
+function unlinkIfHeld(path: string, identity: string): void {
+  const aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    renameSync(path, aside);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return; // already gone
+    throw err;
+  }
+  let moved: string | null = null;
+  try {
+    const st = lstatSync(aside, { bigint: true });
+    moved = `${st.dev}:${st.ino}`;
+  } catch {
+    moved = null;
+  }
+  if (moved === identity) {
+    unlinkSync(aside);
+    return;
+  }
+  putBack(aside, path);
+}
+
+/** Renames `from` back to `to` without replacing anything now at `to`. */
+function putBack(from: string, to: string): void {
+  try {
+    binding.renameNoReplace(from, to);
+    return;
+  } catch (err) {
+    if (errorCode(err) !== 'ENOSYS') return warnLeftAside(from, to, err);
+  }
+  try {
+    linkSync(from, to);
+    unlinkSync(from);
+  } catch (err) {
+    warnLeftAside(from, to, err);
+  }
+}
+
+function warnLeftAside(from: string, to: string, err: unknown): void {
+  if (errorCode(err) === 'ENOENT') return;
+  process.emitWarning(`fslock: a file that replaced the lock file '${to}' while it was being released could not be put ` +
+    `back (${errorCode(err) ?? 'error'}: another file is there now); it was left, untouched, at '${from}'`,
+  { code: 'FSLOCK_LEFT_ASIDE', type: 'FslockWarning' });
 }
 
 /** A contended step the caller must wait for. */
@@ -186,7 +205,7 @@ function* acquisition(path: string, p: ParsedLockOptions, mayWait: boolean): Gen
           undo(a);
           return null;
         }
-        if (p.timeout === 0) throw lockedError(path, currentHolder(a.fd));
+        if (p.timeout === 0) throw lockedError(path, currentHolder(a.fd, path));
         try {
           yield { a, step };
         } catch (err) {
@@ -283,8 +302,7 @@ const UPGRADE_OPTION_NAMES = new Set(['timeout', 'signal']);
 export class FileLock {
   /** The lock file's path, as given. */
   readonly path: string;
-  /** The open descriptor (a HANDLE value on Windows). */
-  readonly fd: number;
+
   /** What was actually used, for example `'flock+ofd'`. */
   readonly primitive: ResolvedPrimitive;
   /** The locked byte range, or null for the whole file. */
@@ -294,15 +312,14 @@ export class FileLock {
   #attempt: Attempt;
   #plan: Plan;
   #unlinkOnRelease: boolean;
-  #record: Buffer | null;
+  #record: WrittenRecord | null;
   #recordEnabled: boolean;
   #recordArgv: string[] | undefined;
   #identity: string;
 
   /** @internal */
-  constructor(path: string, a: Attempt, p: ParsedLockOptions, identity: string, record: Buffer | null) {
+  constructor(path: string, a: Attempt, p: ParsedLockOptions, identity: string, record: WrittenRecord | null) {
     this.path = path;
-    this.fd = a.fd;
     this.primitive = p.plan.resolved;
     this.range = p.range ? { ...p.range } : null;
     this.#mode = p.mode;
@@ -313,6 +330,14 @@ export class FileLock {
     this.#recordEnabled = p.record;
     this.#recordArgv = p.recordArgv;
     this.#identity = identity;
+  }
+
+  /**
+   * The open descriptor (a HANDLE value on Windows), or -1 once released:
+   * the number may be reused by an unrelated file after that.
+   */
+  get fd(): number {
+    return this.#attempt.fd;
   }
 
   /** `'exclusive'` or `'shared'`; changes with downgrade() and upgrade(). */
@@ -335,14 +360,11 @@ export class FileLock {
     const a = this.#attempt;
     let failure: unknown;
     try {
-      if (this.#unlinkOnRelease) {
-        if (binding.pathIdentity(this.path) === this.#identity) unlinkSync(this.path);
-      } else if (this.#record) {
-        clearRecord(a.fd, this.#record);
-      }
+      if (this.#record) removeRecord(this.#record);
+      this.#record = null;
+      if (this.#unlinkOnRelease) unlinkIfHeld(this.path, this.#identity);
     } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code !== 'ENOENT') failure = err;
+      if (errorCode(err) !== 'ENOENT') failure = err;
     }
     try {
       // Unlock explicitly, in reverse order, before closing: a child process
@@ -365,6 +387,25 @@ export class FileLock {
     if (failure) throw withPath(failure, this.path);
   }
 
+  /**
+   * @internal For `fslock run`: forget the lock and close this descriptor
+   * without an explicit unlock, so a child process that inherited the open
+   * file description keeps the lock (flock(1)'s behaviour). Registry (POSIX)
+   * locks cannot be inherited and are released normally.
+   */
+  closeKeepingInherited(): void {
+    if (this.#released || this.#attempt.holderId !== null || this.#unlinkOnRelease) {
+      this.release();
+      return;
+    }
+    this.#released = true;
+    if (this.#record) removeRecord(this.#record);
+    this.#record = null;
+    const a = this.#attempt;
+    binding.close(a.fd);
+    a.fd = -1;
+  }
+
   #assertHeld(what: string): void {
     if (this.#released) {
       throw new FslockError('ERR_LOCK_RELEASED', `Cannot ${what}: the lock on '${this.path}' was already released`, {
@@ -383,7 +424,7 @@ export class FileLock {
     if (this.#mode === 'shared') return;
     const a = this.#attempt;
     if (this.#record) {
-      clearRecord(a.fd, this.#record); // shared holders do not record themselves
+      removeRecord(this.#record); // shared holders do not record themselves
       this.#record = null;
     }
     if (a.holderId !== null) {
@@ -433,12 +474,12 @@ export class FileLock {
         const convertible = step.primitive === C.OFD || step.primitive === C.POSIX;
         if (this.#plan.registry) {
           if (!binding.registryChange(a.holderId as number, C.EXCLUSIVE)) {
-            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd));
+            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd, this.path));
             await pollWait(() => binding.registryChange(a.holderId as number, C.EXCLUSIVE), ctx);
           }
         } else if (convertible) {
           if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
-            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd));
+            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd, this.path));
             await this.#waitStep(step, ctx);
           }
         } else {
@@ -449,7 +490,7 @@ export class FileLock {
           }
           if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
             atomic = false; // flock has dropped our shared lock by now
-            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd));
+            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd, this.path));
             await this.#waitStep(step, ctx);
           }
         }
@@ -461,7 +502,7 @@ export class FileLock {
       throw err;
     }
     this.#mode = 'exclusive';
-    if (!this.range && this.#recordEnabled) this.#record = writeRecord(a.fd, this.#recordArgv);
+    if (!this.range && this.#recordEnabled) this.#record = writeRecord(this.path, this.#identity, this.#recordArgv);
     return { atomic };
   }
 
@@ -515,8 +556,8 @@ export class FileLock {
 
 // ---------------------------------------------------------------------------
 
-const TRY_LOCK_OPTIONS = new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']);
-const LOCK_SYNC_OPTIONS = new Set(['mode', 'timeout', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record']);
+const TRY_LOCK_OPTIONS = new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record', 'allowUnsafeSymlink']);
+const LOCK_SYNC_OPTIONS = new Set([...TRY_LOCK_OPTIONS, 'timeout']);
 
 /** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */
 export async function lock(path: string, options?: LockOptions): Promise<FileLock> {
@@ -544,6 +585,17 @@ export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): F
   return acquireSync(path, p, true) as FileLock;
 }
 
+/**
+ * @internal For the compatibility layers: creates `path`, which must not
+ * exist (O_CREAT|O_EXCL|O_NOFOLLOW: a file of fslock's own by construction),
+ * and locks it exclusively.
+ */
+export function tryLockNew(path: string): FileLock | null {
+  checkPath(path);
+  const p = { ...parseLockOptions({}, path), createNew: true };
+  return acquireSync(path, p, false);
+}
+
 /** Acquires, runs `fn(lock)`, and always releases, returning what `fn` returned. */
 export async function withLock<T>(
   path: string,
@@ -560,4 +612,8 @@ export async function withLock<T>(
 }
 
 export type { HolderRecordLike, HolderRecord };
-export { readRecord };
+
+/** The holder record beside the lock file at `path` (see `record`), or null. Never believed blindly: see inspect(). */
+export function readHolderRecord(path: string): HolderRecord | null {
+  return readRecord(path);
+}

@@ -32,14 +32,22 @@ export interface LockOptions {
   unlinkOnRelease?: boolean;
   /**
    * true: an exclusive whole-file holder writes one JSON line describing
-   * itself (pid, hostname, startedAt, argv) into an empty lock file and clears
-   * it on release, so `inspect` and waiting messages can name it on any
-   * platform and across hosts. `{ argv }` records that command line instead of
-   * this process's own (a wrapper such as `fslock run` names its command).
-   * Default false: the write costs more than the lock itself (see README), and
-   * on Linux the kernel's lock table already names the holder's pid.
+   * itself (pid, hostname, startedAt) into a sidecar file it creates,
+   * `<path>.fslock-holder`, and removes it on release, so `inspect` and
+   * waiting messages can name it on any platform and across hosts. The lock
+   * file itself is never written. No command line is recorded unless given:
+   * `{ argv }` records exactly that (mind secrets in arguments).
+   * Default false: on Linux the kernel's lock table already names the holder.
    */
   record?: boolean | { argv: string[] };
+  /**
+   * Follow a symbolic link at `path` even where the kernel's protected_symlinks
+   * rule would not: in a sticky, world-writable directory (/tmp), a link owned
+   * by someone other than you or the directory's owner. Default false: such a
+   * link is refused with ERR_UNSAFE_SYMLINK. A file is never created through
+   * a link either way.
+   */
+  allowUnsafeSymlink?: boolean;
 }
 
 /** Documented defaults. */
@@ -50,6 +58,7 @@ export const DEFAULT_LOCK_OPTIONS = Object.freeze({
   create: true,
   unlinkOnRelease: false,
   record: false,
+  allowUnsafeSymlink: false,
 });
 
 /**
@@ -86,8 +95,11 @@ export interface ParsedLockOptions {
   create: boolean;
   unlinkOnRelease: boolean;
   record: boolean;
-  /** Command line to record instead of process.argv. */
+  /** Command line to record (none when undefined). */
   recordArgv: string[] | undefined;
+  allowUnsafeSymlink: boolean;
+  /** @internal the file must be created by this call (O_EXCL) */
+  createNew?: boolean;
   plan: Plan;
 }
 
@@ -100,6 +112,7 @@ const LOCK_OPTION_NAMES = new Set([
   'create',
   'unlinkOnRelease',
   'record',
+  'allowUnsafeSymlink',
 ]);
 
 export function checkPath(path: unknown, name = 'path'): string {
@@ -253,8 +266,10 @@ export function parseLockOptions(options: unknown, path: string): ParsedLockOpti
   } else {
     record = parseBool(o.record, 'options.record', DEFAULT_LOCK_OPTIONS.record);
   }
+  const allowUnsafeSymlink = parseBool(o.allowUnsafeSymlink, 'options.allowUnsafeSymlink', DEFAULT_LOCK_OPTIONS.allowUnsafeSymlink);
   const plan = planFor(primitive, range, path);
   return {
+    allowUnsafeSymlink,
     mode,
     type: mode === 'exclusive' ? C.EXCLUSIVE : C.SHARED,
     timeout,

@@ -77,10 +77,19 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<void> {
     };
     const onAbort = () => cancel('abort');
     ctx.signal?.addEventListener('abort', onAbort, { once: true });
-    const ms = remaining(ctx.deadline);
-    if (ms !== Infinity) timer = setTimeout(() => cancel('timeout'), Math.min(ms, 2 ** 31 - 1));
+    // Timers fire at once beyond 2^31-1 ms: arm in steps until the deadline.
+    const arm = () => {
+      const ms = remaining(ctx.deadline);
+      if (ms === Infinity) return;
+      if (ms <= 0) return cancel('timeout');
+      timer = setTimeout(arm, Math.min(ms, MAX_TIMER_MS));
+    };
+    arm();
   });
 }
+
+/** The longest delay setTimeout honours (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Calls `attempt` until it returns true, sleeping with capped backoff in between. */
 export async function pollWait(attempt: () => boolean, ctx: WaitContext): Promise<void> {
@@ -123,14 +132,19 @@ export function pollWaitSync(attempt: () => boolean, ctx: WaitContext): void {
 
 /** Synchronous kernel wait: blocks this thread, bounded by the deadline. */
 export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
-  const ms = remaining(ctx.deadline);
-  if (ms === Infinity) {
-    binding.lock(req.primitive, req.fd, req.type, req.start, req.len, true);
-    return;
+  for (;;) {
+    const ms = remaining(ctx.deadline);
+    if (ms === Infinity) {
+      binding.lock(req.primitive, req.fd, req.type, req.start, req.len, true);
+      return;
+    }
+    // The native wait takes whole milliseconds; wait in steps a native clock
+    // cannot overflow (a timeout of 1e13 ms or Number.MAX_VALUE must not end early).
+    const r = binding.waitSync(req.primitive, req.fd, req.type, req.start, req.len, Math.ceil(Math.min(ms, MAX_TIMER_MS)));
+    if (r === 1) return;
+    if (r === 0 && remaining(ctx.deadline) > 0) continue;
+    const err = failure(ctx, 'timeout');
+    if (r === 2) err.stuck = true;
+    throw err;
   }
-  const r = binding.waitSync(req.primitive, req.fd, req.type, req.start, req.len, Math.ceil(ms));
-  if (r === 1) return;
-  const err = failure(ctx, 'timeout');
-  if (r === 2) err.stuck = true;
-  throw err;
 }

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { lock } from '../src/index.js';
 import { openSession } from '../src/session/index.js';
 import { main } from '../src/cli/main.js';
-import { attach, cleanupTempDirs, run, since, sleep, tempDir } from './helpers.js';
+import { attach, cleanupTempDirs, run, since, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -64,7 +64,8 @@ describe('fslock run', () => {
     expect(lines[3]).toBe(`end ${pid(lines[2]!)}`);
     const waited = [a, b].filter((r) => r.stderr.includes('Blocking waiting for file lock'));
     expect(waited).toHaveLength(1);
-    expect(waited[0]!.stderr).toMatch(new RegExp(`Blocking waiting for file lock on ${lockFile} \\(held by pid \\d+: sh -c echo`));
+    // the kernel names the holder: the other fslock run, with its command line from /proc
+    expect(waited[0]!.stderr).toMatch(new RegExp(`Blocking waiting for file lock on ${lockFile} \\(held by pid \\d+: \\S*node\\S* \\S*fslock\\S* run`));
     expect(waited[0]!.stderr.match(/Blocking/g)).toHaveLength(1); // said once
   });
 
@@ -104,22 +105,6 @@ describe('fslock run', () => {
     const script = `echo start >> ${log}; sleep 0.3; echo end >> ${log}`;
     await Promise.all([fslock(['run', '-s', l, '-c', script]), fslock(['run', '-s', l, '-c', script])]);
     expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['start', 'start', 'end', 'end']);
-  });
-
-  it('a locker killed with SIGKILL frees the next one at once; the command never held the lock', async () => {
-    const d = tempDir();
-    const l = join(d, 'k.lock');
-    const first = attach(spawn(process.execPath, [BIN, 'run', l, '-c', 'echo running $$; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
-    const commandPid = Number((await first.waitFor(/^running \d+$/)).split(' ')[1]);
-    const second = fslock(['run', l, 'echo', 'second']);
-    await sleep(200);
-    const t0 = performance.now();
-    first.child.kill('SIGKILL'); // its `sleep 30` lives on, orphaned, without the lock
-    const r = await second;
-    expect(r.code).toBe(0);
-    expect(r.stdout).toBe('second\n');
-    expect(since(t0)).toBeLessThan(3000);
-    process.kill(commandPid, 'SIGKILL');
   });
 
   it('SIGTERM to fslock is forwarded to the command and its status becomes 128+15', async () => {

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync, mkdirSync, chmodSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync, mkdirSync, chmodSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
@@ -252,26 +252,28 @@ describe('lock API', () => {
 });
 
 describe('holder records', () => {
-  it('record: true writes the holder into an empty lock file and clears it on release', async () => {
+  it('record: true writes the holder into a sidecar (never the lock file) and removes it on release', async () => {
     const p = join(tempDir(), 'rec.lock');
     const l = await lock(p, { record: true });
-    const rec = JSON.parse(readFileSync(p, 'utf8'));
+    expect(readFileSync(p, 'utf8')).toBe('');
+    const rec = JSON.parse(readFileSync(`${p}.fslock-holder`, 'utf8'));
     expect(rec).toMatchObject({ fslock: 1, pid: process.pid });
-    expect(Array.isArray(rec.argv)).toBe(true);
+    expect(rec.argv).toBeUndefined(); // no command line unless given
     expect(new Date(rec.startedAt).getTime()).toBeGreaterThan(Date.now() - 60_000);
     l.release();
-    expect(readFileSync(p, 'utf8')).toBe('');
+    expect(existsSync(`${p}.fslock-holder`)).toBe(false);
   });
 
   it('by default nothing is written; timeouts still name the holder (the kernel lock table)', async () => {
     const p = join(tempDir(), 'norec.lock');
     const l = await lock(p);
     expect(readFileSync(p, 'utf8')).toBe('');
+    expect(existsSync(`${p}.fslock-holder`)).toBe(false);
     const err = await lock(p, { timeout: 0 }).catch((e) => e);
     if (process.platform === 'linux') expect(err.message).toContain(`held by pid ${process.pid}`);
     l.release();
     const s = await lock(p, { mode: 'shared', record: true });
-    expect(readFileSync(p, 'utf8')).toBe(''); // shared holders never record
+    expect(existsSync(`${p}.fslock-holder`)).toBe(false); // shared holders never record
     s.release();
   });
 
@@ -284,18 +286,22 @@ describe('holder records', () => {
     l.release();
   });
 
-  it('ignores a record left by a holder that died', async () => {
+  it('ignores a record left by a holder that died, or one that names another file', async () => {
     const p = join(tempDir(), 'stale.lock');
-    // a record as a SIGKILLed recorder leaves it: its pid no longer runs
-    writeFileSync(p, `${JSON.stringify({ fslock: 1, pid: 2 ** 22 + 12345, hostname: hostname(), startedAt: new Date().toISOString(), argv: ['ghost'] })}\n`);
-    const l = await lock(p); // overwrites nothing: record is off
-    const err = await lock(p, { timeout: 0 }).catch((e) => e);
+    const l = await lock(p);
+    const id = `${statSync(p, { bigint: true }).dev}:${statSync(p, { bigint: true }).ino}`;
+    const ghost = { fslock: 1, pid: 2 ** 22 + 12345, hostname: hostname(), startedAt: new Date().toISOString(), file: id, argv: ['ghost'] };
+    writeFileSync(`${p}.fslock-holder`, `${JSON.stringify(ghost)}\n`);
+    let err = await lock(p, { timeout: 0 }).catch((e) => e);
+    expect(err.message).not.toContain('ghost');
+    writeFileSync(`${p}.fslock-holder`, `${JSON.stringify({ ...ghost, pid: process.pid, file: '1:2' })}\n`);
+    err = await lock(p, { timeout: 0 }).catch((e) => e);
     expect(err.message).not.toContain('ghost');
     l.release();
     const r = await lock(p, { record: true }); // a recorder replaces the stale record
-    expect(JSON.parse(readFileSync(p, 'utf8')).pid).toBe(process.pid);
+    expect(JSON.parse(readFileSync(`${p}.fslock-holder`, 'utf8')).pid).toBe(process.pid);
     r.release();
-    expect(readFileSync(p, 'utf8')).toBe('');
+    expect(existsSync(`${p}.fslock-holder`)).toBe(false);
   });
 
   it('never writes into a file that holds other data', async () => {
@@ -307,12 +313,14 @@ describe('holder records', () => {
     expect(readFileSync(p, 'utf8')).toBe('{"important":true}');
   });
 
-  it('does not truncate data the holder wrote over its record', async () => {
+  it("a file of the user's that happens to have the sidecar's name is never replaced", async () => {
     const p = join(tempDir(), 'mine.txt');
+    writeFileSync(`${p}.fslock-holder`, 'my own notes');
     const l = await lock(p, { record: true });
     writeFileSync(p, 'user data');
     l.release();
     expect(readFileSync(p, 'utf8')).toBe('user data');
+    expect(readFileSync(`${p}.fslock-holder`, 'utf8')).toBe('my own notes');
   });
 });
 

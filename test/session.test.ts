@@ -162,9 +162,10 @@ describe('garbage collection rules', () => {
     mkdirSync(join(crate, 's-0000000002-0000002-abc'));
     mkdirSync(join(crate, 'not-a-session'));
     writeFileSync(join(crate, 'README'), '');
+    const young = markCrate(crate);
     const r = await collectGarbage(crate);
     expect(r.deleted.sort()).toEqual([join(crate, 's-0000000001-0000001-working'), join(crate, 's-0000000002-0000002-abc')]);
-    expect(entries(crate)).toEqual(['README', 'not-a-session']);
+    expect(entries(crate)).toEqual(['README', 'not-a-session', young]);
   });
 
   it('finalized: all but the newest are deleted, and never one being read (shared lock)', async () => {
@@ -196,12 +197,14 @@ describe('garbage collection rules', () => {
     expect(existsSync(names[2]!)).toBe(true);
   });
 
-  it('dryRun reports and deletes nothing', async () => {
+  it('dryRun reports what it would delete and deletes nothing', async () => {
     const crate = join(tempDir(), 'crate');
     mkdirSync(join(crate, 's-0000000001-0000001-working'), { recursive: true });
+    const young = markCrate(crate);
     const r = await collectGarbage(crate, { dryRun: true });
-    expect(r.deleted).toEqual([join(crate, 's-0000000001-0000001-working')]);
-    expect(entries(crate)).toEqual(['s-0000000001-0000001-working']);
+    expect(r.wouldDelete).toEqual([join(crate, 's-0000000001-0000001-working')]);
+    expect(r.deleted).toEqual([]);
+    expect(entries(crate)).toEqual(['s-0000000001-0000001-working', young]);
   });
 
   it('a missing crate directory is ENOENT with the path', async () => {
@@ -344,6 +347,7 @@ describe('Windows behaviour, by injection', () => {
     const crate = join(tempDir(), 'crate');
     mkdirSync(join(crate, 's-0000000001-0000001-working'), { recursive: true });
     mkdirSync(join(crate, 's-0000000002-0000002-working'));
+    const young = markCrate(crate);
     let calls = 0;
     fsops.remove = async (p) => {
       calls++;
@@ -355,11 +359,11 @@ describe('Windows behaviour, by injection', () => {
     expect(r.deleted).toContain(join(crate, 's-0000000001-0000001-working'));
     expect(r.errors.map((e) => e.code)).toEqual(['ENOTEMPTY']);
     // the failed removal left trash, never a half-deleted session; a later pass removes it
-    expect(entries(crate).every((e) => e.startsWith('.fslock-trash-'))).toBe(true);
+    expect(entries(crate).every((e) => e.startsWith('.fslock-trash-') || e === young)).toBe(true);
     fsops.remove = realFsops.remove;
     const r2 = await collectGarbage(crate);
     expect(r2.errors).toEqual([]);
-    expect(entries(crate)).toEqual([]);
+    expect(entries(crate)).toEqual([young]);
   });
 });
 
@@ -435,3 +439,10 @@ describe('a crate directory written by the Rust compiler', () => {
     expect(build.code).toBe(0);
   }, 120_000);
 });
+
+/** Makes `crate` a crate directory: a young orphan lock file, which collection keeps. Returns its name. */
+function markCrate(crate: string): string {
+  const name = `s-${encodeTimestamp(BigInt(Date.now()) * 1000n)}-00000zz.lock`;
+  writeFileSync(join(crate, name), '');
+  return name;
+}

@@ -5,6 +5,7 @@ import { inspect } from '../inspect.js';
 import { collectGarbage, listSessions } from '../session/gc.js';
 import { parse, parseSeconds, type OptionSpec } from './args.js';
 import { EXIT, UsageError } from './errors.js';
+import { escapeText } from '../errors.js';
 import { formatAge, formatBytes, paint, table, useColor, type Out } from './format.js';
 
 interface Io {
@@ -27,7 +28,11 @@ export const GC_USAGE = `usage: fslock gc [--dry-run] [--age <seconds>] [--json]
 
 Collects garbage in a crate directory: dead working sessions older than
 --age (default 10), orphan lock files, and all finalized sessions but the
-newest. Sessions in use are never touched. --dry-run deletes nothing.
+newest. Sessions in use are never touched, and only entries named exactly as
+the protocol names them (s-<10 base-36>-<7 base-36>-working|-<tag>|.lock) are
+considered. A directory with no session lock file is not a crate directory:
+nothing in it is changed, and subdirectories that are crate directories are
+named. --dry-run deletes nothing and lists what it would delete.
 Exit status 0, or 3 if some entries could not be removed.`;
 
 const JSON_HELP: OptionSpec = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } };
@@ -47,18 +52,21 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
     return EXIT.OK;
   }
   const color = useColor(io.stdout);
+  const shown = escapeText(path);
   if (!info.exists) {
-    io.stdout.write(`${path}: no such file (not held)\n`);
+    io.stdout.write(`${shown}: no such file (not held)\n`);
     return EXIT.OK;
   }
   const state = info.held ? paint(color, 'yellow', `held ${info.mode}`) : paint(color, 'green', 'free');
-  const lines = [`${path}: ${state}`];
+  const lines = [`${shown}: ${state}`];
   if (info.holder) {
     const h = info.holder;
-    const since = h.startedAt ? `, since ${h.startedAt}` : '';
-    const from = info.holderSource === 'kernel' ? ' (from the kernel lock table)' : '';
-    lines.push(`  holder: pid ${h.pid} on ${h.hostname}${since}${from}`);
-    if (h.argv.length) lines.push(`  command: ${h.argv.join(' ')}`);
+    const since = h.startedAt ? `, since ${escapeText(h.startedAt)}` : '';
+    const from = info.holderSource === 'kernel'
+      ? ' (from the kernel lock table)'
+      : info.holderRemote ? ' (recorded by a holder on another host: not checked)' : ' (recorded by the holder, confirmed by the kernel)';
+    lines.push(`  holder: pid ${h.pid} on ${escapeText(h.hostname)}${since}${from}`);
+    if (h.argv.length) lines.push(`  command: ${escapeText(h.argv.join(' '))}`);
   }
   for (const l of info.locks) {
     const range = l.start === 0 && l.end === null ? 'whole file' : `bytes ${l.start}..${l.end ?? 'EOF'}`;
@@ -97,7 +105,7 @@ export async function sessionsCommand(argv: string[], io: Io): Promise<number> {
     return EXIT.OK;
   }
   if (sessions.length === 0) {
-    io.stdout.write(`no session directories in ${dir}\n`);
+    io.stdout.write(`no session directories in ${escapeText(dir)}\n`);
     return EXIT.OK;
   }
   const color = useColor(io.stdout);
@@ -105,7 +113,7 @@ export async function sessionsCommand(argv: string[], io: Io): Promise<number> {
   const rows = [
     ['NAME', 'STATE', 'AGE', 'SIZE', 'HELD'],
     ...sessions.map((s, i) => [
-      s.name,
+      escapeText(s.name),
       s.lockFile ? s.state : `${s.state} (no lock file)`,
       formatAge(now - s.createdAt.getTime()),
       formatBytes(sizes[i] ?? 0),
@@ -126,23 +134,28 @@ export async function gcCommand(argv: string[], io: Io): Promise<number> {
   const dir = one(positionals, '<crateDir>');
   const gcAge = values.age === undefined ? undefined : parseSeconds(values.age as string, '--age') * 1000;
   const report = await collectGarbage(dir, { dryRun: Boolean(values['dry-run']), ...(gcAge === undefined ? {} : { gcAge }) });
+  const dryRun = Boolean(values['dry-run']);
   if (values.json) {
-    io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    const { deleted, wouldDelete, ...restOfReport } = report;
+    io.stdout.write(`${JSON.stringify(dryRun ? { dryRun, wouldDelete, ...restOfReport } : { dryRun, deleted, ...restOfReport }, null, 2)}\n`);
+  } else if (report.skipped !== null) {
+    io.stderr.write(`fslock gc: ${escapeText(report.skipped)}\n`);
   } else {
     const color = useColor(io.stdout);
-    const verb = values['dry-run'] ? 'would delete' : 'deleted';
+    const verb = dryRun ? 'would delete' : 'deleted';
+    const removed = dryRun ? report.wouldDelete : report.deleted;
     const lines: string[] = [];
     const width = Math.max(verb.length, 'in use'.length);
     const show = (label: string, list: string[], style?: 'green' | 'yellow' | 'red') => {
       const padded = label.padEnd(width);
-      for (const p of list) lines.push(`${style ? paint(color, style, padded) : padded}  ${p}`);
+      for (const p of list) lines.push(`${style ? paint(color, style, padded) : padded}  ${escapeText(p)}`);
     };
-    show(verb, report.deleted, 'green');
+    show(verb, removed, 'green');
     show('in use', report.inUse, 'yellow');
     show('kept', report.kept);
-    for (const e of report.errors) lines.push(`${paint(color, 'red', 'error'.padEnd(width))}  ${e.path}: ${e.message}`);
+    for (const e of report.errors) lines.push(`${paint(color, 'red', 'error'.padEnd(width))}  ${escapeText(e.path)}: ${escapeText(e.message)}`);
     lines.push(
-      `${report.deleted.length} ${verb}, ${report.inUse.length} in use, ${report.kept.length} kept, ${report.errors.length} errors`,
+      `${removed.length} ${verb}, ${report.inUse.length} in use, ${report.kept.length} kept, ${report.errors.length} errors`,
     );
     io.stdout.write(`${lines.join('\n')}\n`);
   }

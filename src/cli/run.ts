@@ -2,11 +2,11 @@
  * fslock run: run a command while holding a lock, like util-linux flock(1),
  * saying once (cargo-style) when it has to wait and for whom.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { constants } from 'node:os';
 import { lock, tryLock, type FileLock } from '../lock.js';
 import { inspectSync } from '../inspect.js';
-import { describeHolder } from '../errors.js';
+import { describeHolder, errorCode, escapeText } from '../errors.js';
 import type { PrimitiveName } from '../primitives.js';
 import { parse, parseExitCode, parseSeconds, splitAtFirstPositional, type OptionSpec } from './args.js';
 import { EXIT, UsageError } from './errors.js';
@@ -16,8 +16,10 @@ export const RUN_USAGE = `usage: fslock run [options] <lockfile> <command> [args
        fslock run [options] <lockfile> -c '<shell command>'
 
 Runs a command while holding a lock on <lockfile> (created if missing), waiting
-for the lock if someone else holds it. The lock is released when the command
-exits and is not inherited by it.
+for the lock if someone else holds it. As with flock(1), the command inherits
+the locked descriptor (as fd 3), so the lock lasts as long as the command does,
+even if fslock itself is killed; -o stops that. The file's contents are never
+touched: lock the very file the command writes, as with flock(1).
 
 options:
   -x, --exclusive                exclusive lock (the default)
@@ -25,10 +27,16 @@ options:
   -n, --nonblock                 do not wait: exit with the conflict code if held
   -w, --timeout <seconds>        wait at most this long, then exit with the conflict code
   -E, --conflict-exit-code <n>   exit status for -n and -w (default 1)
+  -o, --close                    do not pass the locked descriptor to the command
   -c, --command <string>         run <string> with the shell (/bin/sh -c)
       --primitive <name>         auto (default), flock, ofd, posix, windows
+      --allow-unsafe-symlink     follow a symlink at <lockfile> that another user
+                                 planted in a sticky directory such as /tmp
   -q, --quiet                    no waiting or conflict messages
   -h, --help                     this help
+
+Signals (INT, TERM, HUP, QUIT, USR1, USR2) sent to fslock are passed on to the
+command; one that arrives while fslock waits for the lock ends the wait.
 
 exit status: the command's own, 128+N if it was killed by signal N, the
 conflict code when -n/-w gave up, 126/127 when it cannot be run or found,
@@ -40,11 +48,17 @@ const RUN_OPTIONS: OptionSpec = {
   nonblock: { type: 'boolean', short: 'n' },
   timeout: { type: 'string', short: 'w' },
   'conflict-exit-code': { type: 'string', short: 'E' },
+  close: { type: 'boolean', short: 'o' },
   command: { type: 'string', short: 'c' },
   primitive: { type: 'string' },
+  'allow-unsafe-symlink': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
 };
+
+/** Signals passed on to the command (SIGUSR1 too: with a listener, Node does not open its inspector). */
+const FORWARDED: NodeJS.Signals[] =
+  process.platform === 'win32' ? ['SIGINT', 'SIGHUP'] : ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 interface RunIo {
   stdout: Out;
@@ -58,6 +72,52 @@ function holderText(path: string): string {
     return who ? ` (${who})` : '';
   } catch {
     return '';
+  }
+}
+
+const signalExit = (sig: NodeJS.Signals) => EXIT.SIGNAL_BASE + ((constants.signals as Record<string, number>)[sig] ?? 0);
+
+/**
+ * Signals for the whole run, installed before anything else: while waiting
+ * for the lock a signal ends the wait (exit 128+N); once the command runs it
+ * is passed on to it. Nothing is left to Node's defaults, which would kill
+ * fslock and orphan the command.
+ */
+class SignalRelay {
+  readonly waitAbort = new AbortController();
+  pending: NodeJS.Signals | null = null;
+  #child: ChildProcess | null = null;
+  #handlers: Array<[NodeJS.Signals, () => void]> = [];
+
+  constructor() {
+    for (const sig of FORWARDED) {
+      const h = () => this.#receive(sig);
+      try {
+        process.on(sig, h);
+        this.#handlers.push([sig, h]);
+      } catch {
+        // not a signal this platform can listen to
+      }
+    }
+  }
+
+  #receive(sig: NodeJS.Signals): void {
+    const c = this.#child;
+    if (c && c.exitCode === null && c.signalCode === null) {
+      c.kill(sig);
+      return;
+    }
+    this.pending ??= sig;
+    this.waitAbort.abort(new Error(`received ${sig}`));
+  }
+
+  attach(child: ChildProcess): void {
+    this.#child = child;
+  }
+
+  dispose(): void {
+    for (const [sig, h] of this.#handlers) process.off(sig, h);
+    this.#handlers = [];
   }
 }
 
@@ -90,67 +150,78 @@ export async function runCommand(argv: string[], io: RunIo): Promise<number> {
   }
   const quiet = Boolean(values.quiet);
   const color = useColor(io.stderr);
-  const recordArgv = shell !== undefined ? [shell] : command;
+  const shown = escapeText(lockPath);
   const opts = {
     mode: values.shared ? ('shared' as const) : ('exclusive' as const),
     primitive: primitive as 'auto' | PrimitiveName,
-    record: { argv: recordArgv },
+    allowUnsafeSymlink: Boolean(values['allow-unsafe-symlink']),
+    // On Linux the kernel's lock table names the holder; elsewhere a sidecar
+    // record names the command, by its name only (arguments can hold secrets).
+    ...(process.platform === 'linux' ? {} : { record: { argv: [shell !== undefined ? 'sh' : (command[0] as string)] } }),
   };
 
-  let held: FileLock | null = tryLock(lockPath, opts);
-  if (!held) {
-    if (values.nonblock || timeoutS === 0) {
-      if (!quiet) io.stderr.write(`fslock: ${lockPath} is locked${holderText(lockPath)}\n`);
-      return conflictCode;
-    }
-    if (!quiet) {
-      io.stderr.write(`${paint(color, 'bold', 'Blocking')} waiting for file lock on ${lockPath}${holderText(lockPath)}\n`);
-    }
-    try {
-      held = await lock(lockPath, timeoutS === undefined ? opts : { ...opts, timeout: timeoutS * 1000 });
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ETIMEDOUT') {
-        if (!quiet) io.stderr.write(`fslock: gave up waiting for ${lockPath} after ${timeoutS} s${holderText(lockPath)}\n`);
+  const relay = new SignalRelay();
+  try {
+    let held: FileLock | null = tryLock(lockPath, opts);
+    if (!held) {
+      if (values.nonblock || timeoutS === 0) {
+        if (!quiet) io.stderr.write(`fslock: ${shown} is locked${holderText(lockPath)}\n`);
         return conflictCode;
       }
-      throw err;
+      if (!quiet) {
+        io.stderr.write(`${paint(color, 'bold', 'Blocking')} waiting for file lock on ${shown}${holderText(lockPath)}\n`);
+      }
+      try {
+        held = await lock(lockPath, {
+          ...opts,
+          signal: relay.waitAbort.signal,
+          ...(timeoutS === undefined ? {} : { timeout: timeoutS * 1000 }),
+        });
+      } catch (err) {
+        if (relay.pending) return signalExit(relay.pending);
+        if (errorCode(err) === 'ETIMEDOUT') {
+          if (!quiet) io.stderr.write(`fslock: gave up waiting for ${shown} after ${timeoutS} s${holderText(lockPath)}\n`);
+          return conflictCode;
+        }
+        throw err;
+      }
     }
-  }
-  try {
-    return await runChild(shell, command, io);
+    try {
+      if (relay.pending) return signalExit(relay.pending); // signalled just as the lock came: do not start
+      return await runChild(shell, command, values.close ? null : held.fd, relay, io);
+    } finally {
+      // The command has exited. Close without an explicit unlock, as flock(1)
+      // does: a process the command left running in the background with the
+      // descriptor keeps the lock (pass -o to prevent that).
+      if (values.close) held.release();
+      else held.closeKeepingInherited();
+    }
   } finally {
-    held.release();
+    relay.dispose();
   }
 }
 
-function runChild(shell: string | undefined, command: string[], io: RunIo): Promise<number> {
+function runChild(shell: string | undefined, command: string[], lockFd: number | null, relay: SignalRelay, io: RunIo): Promise<number> {
   return new Promise((resolve) => {
+    const stdio: StdioOptions = lockFd === null ? 'inherit' : ['inherit', 'inherit', 'inherit', lockFd];
     const child =
       shell !== undefined
-        ? spawn(shell, { stdio: 'inherit', shell: true })
-        : spawn(command[0] as string, command.slice(1), { stdio: 'inherit' });
-    const forward = (sig: NodeJS.Signals) => () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
-    };
-    const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => [sig, forward(sig)] as const);
-    for (const [sig, h] of handlers) process.on(sig, h);
-    const done = (code: number) => {
-      for (const [sig, h] of handlers) process.off(sig, h);
-      resolve(code);
-    };
+        ? spawn(shell, { stdio, shell: true })
+        : spawn(command[0] as string, command.slice(1), { stdio });
+    relay.attach(child);
     child.on('error', (err: Error & { code?: string }) => {
-      const name = shell ?? command[0];
+      const name = escapeText(shell ?? (command[0] as string));
       if (err.code === 'ENOENT') {
         io.stderr.write(`fslock: ${name}: command not found\n`);
-        done(EXIT.NOT_FOUND);
+        resolve(EXIT.NOT_FOUND);
       } else {
         io.stderr.write(`fslock: cannot run ${name}: ${err.message}\n`);
-        done(EXIT.CANNOT_EXECUTE);
+        resolve(EXIT.CANNOT_EXECUTE);
       }
     });
     child.on('exit', (code, signal) => {
-      if (signal) done(EXIT.SIGNAL_BASE + ((constants.signals as Record<string, number>)[signal] ?? 0));
-      else done(code ?? EXIT.FAILURE);
+      if (signal) resolve(signalExit(signal));
+      else resolve(code ?? EXIT.FAILURE);
     });
   });
 }

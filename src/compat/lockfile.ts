@@ -18,7 +18,7 @@
  */
 import * as fs from 'node:fs';
 import type { FileLock } from '../lock.js';
-import { parseRecord } from '../holder.js';
+import { fileHoldsRecord } from '../holder.js';
 import { isHeld, placeLocked, probeMarker, sleep, waitForRelease } from './shared.js';
 
 export interface Options {
@@ -43,18 +43,7 @@ const locks = new Map<string, FileLock>();
 const errCode = (err: unknown) => (err as { code?: string })?.code;
 
 function holdsFslockRecord(path: string): boolean {
-  try {
-    const fd = fs.openSync(path, 'r');
-    try {
-      const buf = Buffer.alloc(4096);
-      const n = fs.readSync(fd, buf, 0, buf.length, 0);
-      return parseRecord(buf.subarray(0, n)) !== null;
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    return false;
-  }
+  return fileHoldsRecord(path);
 }
 
 function isStale(path: string, stale: number | undefined): boolean {

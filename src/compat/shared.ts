@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { linkSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { binding } from '../binding.js';
-import { lock, tryLock, type FileLock } from '../lock.js';
+import { lock, tryLock, tryLockNew, type FileLock } from '../lock.js';
+import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
 
 const code = (err: unknown) => (err as { code?: string })?.code;
@@ -16,9 +17,14 @@ const code = (err: unknown) => (err as { code?: string })?.code;
  */
 export function placeLocked(target: string, mode: 'rename' | 'link'): FileLock {
   const tmp = join(dirname(target), `.fslock-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  const held = tryLock(tmp, { create: true, record: true });
+  const held = tryLockNew(tmp);
   if (!held) throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
   try {
+    try {
+      writeRecordIntoOwnFile(held.fd); // our own new file: pid, host, time; never the command line
+    } catch {
+      // the record is a courtesy
+    }
     if (mode === 'rename') {
       renameSync(tmp, target);
     } else {

@@ -30,4 +30,6 @@ export const fsops = {
   },
   readdir: (path: string) => fsp.readdir(path, { withFileTypes: true }),
   realpath: (path: string): Promise<string> => fsp.realpath(path),
+  lstat: (path: string) => fsp.lstat(path),
+  stat: (path: string) => fsp.stat(path),
 };

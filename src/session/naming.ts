@@ -6,8 +6,15 @@
  *   s-{timestamp}-{random}.lock        the lock file of both
  *
  * timestamp: microseconds since the Unix epoch in lower-case base 36, padded
- * to the 13 digits a u64 needs, with the three leading zeros dropped (10 chars
- * until the year 5188). random: a u32 in base 36 padded to 7 digits.
+ * to the 13 digits a u64 needs, with the three leading zeros dropped: always
+ * exactly 10 characters, which holds until 36^10 µs after the epoch,
+ * 2085-11-09T15:34:00Z. A clock past that cannot name a session (openSession
+ * fails with ERR_SESSION_CLOCK). random: a u32 in base 36 padded to 7 digits.
+ *
+ * Only names of exactly this shape are sessions: `s-` + 10 base-36 characters
+ * + `-` + 7 base-36 characters, then `-working`, `-{tag}` or `.lock`. Anything
+ * else in a crate directory (s-2024-photos-raw, s-my-old-backup) is somebody
+ * else's and is never listed, locked or collected.
  */
 import { randomBytes } from 'node:crypto';
 
@@ -17,10 +24,20 @@ const TS_WIDTH = 13;
 const RANDOM_WIDTH = 7;
 export const TAG_PATTERN = /^[0-9a-z]+$/;
 
+/** The first instant (µs since the epoch) that no session name can encode. */
+export const MAX_MICROS = 36n ** 10n;
+
 export function encodeTimestamp(micros: bigint): string {
-  const s = micros.toString(36).padStart(TS_WIDTH, '0');
-  if (!s.startsWith('000')) throw new RangeError(`timestamp ${micros} µs is too far in the future to encode`);
-  return s.slice(3);
+  if (micros < 0n || micros >= MAX_MICROS) {
+    const when = new Date(Number(micros / 1000n));
+    const shown = Number.isNaN(when.getTime()) ? `${micros} µs after the epoch` : when.toISOString();
+    const err = new RangeError(`ERR_SESSION_CLOCK: the clock says ${shown}, ` +
+      'which a session name cannot encode (10 base-36 digits of microseconds since 1970 last until 2085-11-09T15:34:00Z). ' +
+      'Check the system clock, or the `now` option.');
+    (err as RangeError & { code: string }).code = 'ERR_SESSION_CLOCK';
+    throw err;
+  }
+  return micros.toString(36).padStart(TS_WIDTH, '0').slice(3);
 }
 
 export function decodeTimestamp(s: string): bigint | null {
@@ -47,25 +64,21 @@ export interface ParsedName {
   tag: string;
 }
 
-/** Parses a session directory name; null for anything else (lock files included). */
+const SESSION_DIR = /^(s-([0-9a-z]{10})-[0-9a-z]{7})-([0-9a-z]+)$/;
+const SESSION_LOCK = /^(s-([0-9a-z]{10})-[0-9a-z]{7})\.lock$/;
+
+/** Parses a session directory name of the exact shape; null for anything else (lock files included). */
 export function parseSessionDir(name: string): ParsedName | null {
-  if (!name.startsWith('s-') || name.endsWith(LOCK_SUFFIX)) return null;
-  const parts = name.split('-');
-  if (parts.length !== 4) return null;
-  const micros = decodeTimestamp(parts[1] as string);
-  if (micros === null || !parts[2] || !parts[3]) return null;
-  return { prefix: `s-${parts[1]}-${parts[2]}`, micros, tag: parts[3] };
+  const m = SESSION_DIR.exec(name);
+  if (!m) return null;
+  return { prefix: m[1] as string, micros: decodeTimestamp(m[2] as string) as bigint, tag: m[3] as string };
 }
 
-/** Parses a lock file name; null for anything else. */
+/** Parses a session lock file name of the exact shape; null for anything else. */
 export function parseLockFile(name: string): { prefix: string; micros: bigint } | null {
-  if (!name.startsWith('s-') || !name.endsWith(LOCK_SUFFIX)) return null;
-  const prefix = name.slice(0, -LOCK_SUFFIX.length);
-  const parts = prefix.split('-');
-  if (parts.length !== 3 || !parts[2]) return null;
-  const micros = decodeTimestamp(parts[1] as string);
-  if (micros === null) return null;
-  return { prefix, micros };
+  const m = SESSION_LOCK.exec(name);
+  if (!m) return null;
+  return { prefix: m[1] as string, micros: decodeTimestamp(m[2] as string) as bigint };
 }
 
 export function isFinalized(p: ParsedName): boolean {

@@ -22,13 +22,18 @@
  *    `s-{T}-{R}-working` exists. So whenever a working directory exists, its
  *    lock file exists too and is held for as long as its owner lives.
  * 2. Seed. Take the newest finalized directory, lock its lock file *shared*
- *    (without waiting) and hard-link its files into the working directory,
- *    copying where links fail (another filesystem, no hard links, permissions).
- *    A collector deletes a finalized directory only while holding its lock
- *    exclusively, so a shared lock guarantees the source stays whole while it
- *    is read. If the lock is refused (a collector is deleting it) or reading
- *    fails, the working directory is emptied and the next newest is tried;
- *    with none left the session starts empty.
+ *    and hard-link its files into the working directory, copying where links
+ *    fail (another filesystem, no hard links, permissions). A collector
+ *    deletes a finalized directory only while holding its lock exclusively,
+ *    and never locks the newest one at all, so a shared lock guarantees the
+ *    source stays whole while it is read. The newest is waited for briefly
+ *    (its finalizer holds it for the moment between rename and release);
+ *    older ones are tried without waiting. A source that vanished (collected
+ *    because a newer one exists) sends us back to the listing, which then
+ *    shows the newer one. The session starts empty only when no finalized
+ *    directory exists. Any other failure while seeding (ENOSPC, EACCES, EIO)
+ *    fails openSession with that error after removing the working directory
+ *    and its lock file: a seed is complete or there is no session.
  * 3. Work. The directory is private: nobody else writes it, and collectors
  *    leave it alone because its lock is held.
  * 4. Finalize: rename `-working` to `-{tag}` (atomic; retried on Windows'
@@ -68,14 +73,19 @@
  *   entry that vanishes (ENOENT) was collected by someone else and is not an
  *   error; a collection never throws its per-entry errors and never aborts a
  *   finalize.
- * - *Only the newest finalized directory is kept*, counting only those the
- *   collector could lock; one being read is skipped this time and collected
- *   by a later pass.
+ * - *Only the newest finalized directory is kept*, and the collector never
+ *   locks it, so it never blocks a reader of the version it keeps; an older
+ *   one being read is skipped this time and collected by a later pass.
+ * - *Only exact names count.* Entries that merely look like sessions
+ *   (s-2024-photos-raw), session names of the wrong type (a file named like a
+ *   directory, a directory named like a lock file), and trash not of our own
+ *   making are left alone; a directory without any session lock file is not
+ *   a crate directory and nothing in it is touched.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { binding } from '../binding.js';
-import { FslockError, invalidArgValue, notSupportedError } from '../errors.js';
-import { tryLock, type FileLock } from '../lock.js';
+import { errorCode, FslockError, invalidArgValue, notSupportedError } from '../errors.js';
+import { lock as waitForLock, tryLock, type FileLock } from '../lock.js';
 import { checkPath } from '../options.js';
 import { retryTransient } from '../retry.js';
 import { describeFs } from '../fstype.js';
@@ -84,6 +94,8 @@ import {
   canonicalCrateDir,
   collectIn,
   liveKey,
+  newestFirst,
+  type Entry,
   removeDirAtomically,
   unlinkLockFile,
   type GcReport,
@@ -97,11 +109,19 @@ import {
   WORKING_TAG,
 } from './naming.js';
 import { nowMicros, parseSessionOptions, type ParsedSessionOptions, type SessionOptions } from './options.js';
+import type { PrimitiveName } from '../primitives.js';
 
 /** Codes of errors worth falling back to copying for. */
 const LINK_FALLBACK_CODES = new Set(['EXDEV', 'EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS', 'EINVAL']);
 /** How many link/copy operations run at once while seeding. */
 const SEED_CONCURRENCY = 32;
+/**
+ * How long to wait for a shared lock on the newest finalized session: its
+ * finalizer holds it exclusively between its rename and its release, a moment.
+ */
+const NEWEST_SOURCE_WAIT_MS = 2000;
+/** How many times the crate directory is listed again when every source vanished. */
+const SEED_LISTINGS = 20;
 /** Warning code for filesystems where locks are unreliable. */
 export const UNRELIABLE_FS_WARNING = 'FSLOCK_UNRELIABLE_FS';
 
@@ -201,7 +221,10 @@ export class Session {
       this.gcReport = await collectIn(this.crateDir, o.gcAge, nowMicros(o.now), false, o.primitive);
     } catch (err) {
       const e = err as Error & { code?: string };
-      this.gcReport = { deleted: [], inUse: [], kept: [], errors: [{ path: this.crateDir, code: e.code ?? 'UNKNOWN', message: e.message }] };
+      this.gcReport = {
+        deleted: [], wouldDelete: [], inUse: [], kept: [], skipped: null, crateDirs: [],
+        errors: [{ path: this.crateDir, code: e.code ?? 'UNKNOWN', message: e.message }],
+      };
     }
     return finalPath;
   }
@@ -227,6 +250,12 @@ export class Session {
   }
 }
 
+/**
+ * Hard-links (or copies) every file of `src` into `dst`. Either completes,
+ * with `stats` counting exactly what was linked and copied, or throws the
+ * first error after every operation already started has settled (so the
+ * caller can remove `dst` without racing a copy still being written).
+ */
 async function linkOrCopyTree(src: string, dst: string, mode: 'auto' | 'copy', stats: SessionStats): Promise<void> {
   let linksWork = mode === 'auto';
   const queue: Array<[string, string]> = [];
@@ -250,8 +279,7 @@ async function linkOrCopyTree(src: string, dst: string, mode: 'auto' | 'copy', s
         stats.linked++;
         return;
       } catch (err) {
-        const code = (err as { code?: string }).code ?? '';
-        if (!LINK_FALLBACK_CODES.has(code)) throw err;
+        if (!LINK_FALLBACK_CODES.has(errorCode(err) ?? '')) throw err;
         linksWork = false; // this filesystem will not link: copy the rest
       }
     }
@@ -259,7 +287,9 @@ async function linkOrCopyTree(src: string, dst: string, mode: 'auto' | 'copy', s
     stats.copied++;
   };
   for (let i = 0; i < queue.length; i += SEED_CONCURRENCY) {
-    await Promise.all(queue.slice(i, i + SEED_CONCURRENCY).map(one));
+    const results = await Promise.allSettled(queue.slice(i, i + SEED_CONCURRENCY).map(one));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
 
@@ -269,13 +299,91 @@ async function emptyDir(dir: string): Promise<void> {
 
 /** Finalized directories, newest first. */
 async function finalizedNewestFirst(crateDir: string): Promise<string[]> {
-  const found: Array<{ name: string; micros: bigint }> = [];
+  const found: Entry[] = [];
   for (const ent of await fsops.readdir(crateDir)) {
     const p = parseSessionDir(ent.name);
-    if (p && isFinalized(p) && ent.isDirectory()) found.push({ name: ent.name, micros: p.micros });
+    if (p && isFinalized(p) && ent.isDirectory()) found.push({ name: ent.name, parsed: p });
   }
-  found.sort((a, b) => (a.micros === b.micros ? b.name.localeCompare(a.name) : a.micros > b.micros ? -1 : 1));
-  return found.map((f) => f.name);
+  return found.sort(newestFirst).map((f) => f.name);
+}
+
+/**
+ * A shared lock on a finalized session's lock file, or null when it is gone
+ * (collected) or held exclusively (being collected, or not yet released by
+ * its finalizer after `waitMs`).
+ */
+async function lockSource(lockPath: string, waitMs: number, primitive: 'auto' | PrimitiveName): Promise<FileLock | null> {
+  try {
+    if (waitMs === 0) return tryLock(lockPath, { mode: 'shared', create: false, primitive });
+    return await waitForLock(lockPath, { mode: 'shared', create: false, primitive, timeout: waitMs });
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === 'ENOENT' || code === 'ETIMEDOUT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+/**
+ * Seeds `working` from the newest finalized session that can be read (see
+ * step 2 above). Returns the source, or null when no finalized session
+ * exists. Throws what made seeding fail; `working` may then hold a part.
+ */
+async function seed(real: string, working: string, o: ParsedSessionOptions, stats: SessionStats): Promise<string | null> {
+  const tried = new Set<string>();
+  for (let listing = 0; listing < SEED_LISTINGS; listing++) {
+    const names = (await finalizedNewestFirst(real)).filter((n) => !tried.has(n));
+    if (names.length === 0) return null;
+    for (const [i, name] of names.entries()) {
+      tried.add(name);
+      const dir = join(real, name);
+      const lockPath = join(real, parseSessionDir(name)!.prefix + LOCK_SUFFIX);
+      const shared = await lockSource(lockPath, i === 0 ? NEWEST_SOURCE_WAIT_MS : 0, o.primitive);
+      if (!shared) continue;
+      try {
+        try {
+          await linkOrCopyTree(dir, working, o.copy, stats);
+          return dir;
+        } catch (err) {
+          // The source vanished under us (removed by something that ignores
+          // the lock): start again from the next one. Anything else is real.
+          if (errorCode(err) !== 'ENOENT' || (await fsops.lstat(dir).then(() => true, () => false))) throw err;
+          stats.linked = 0;
+          stats.copied = 0;
+          await emptyDir(working);
+        }
+      } finally {
+        shared.release();
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * mkdir -p that reports the real error: Node's recursive mkdir turns some
+ * failures (ENOSPC among them) into ENOENT.
+ */
+async function mkdirp(dir: string): Promise<void> {
+  try {
+    await fsops.mkdir(dir);
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === 'EEXIST') {
+      if ((await fsops.lstat(dir).catch(() => null))?.isDirectory() === false) {
+        // a symlink to a directory is fine; a file is not
+        const st = await fsops.stat(dir).catch(() => null);
+        if (!st?.isDirectory()) throw err;
+      }
+      return;
+    }
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
+    await mkdirp(dirname(dir));
+    try {
+      await fsops.mkdir(dir);
+    } catch (err2) {
+      if (errorCode(err2) !== 'EEXIST') throw err2;
+    }
+  }
 }
 
 function checkFilesystem(lock: FileLock, crateDir: string, strict: boolean): void {
@@ -294,7 +402,7 @@ function checkFilesystem(lock: FileLock, crateDir: string, strict: boolean): voi
 export async function openSession(crateDir: string, options?: SessionOptions): Promise<Session> {
   checkPath(crateDir, 'crateDir');
   const o = parseSessionOptions(options, ['gcAge', 'now', 'primitive', 'strict', 'copy']);
-  await fsops.mkdir(crateDir, true);
+  await mkdirp(crateDir);
   const real = await canonicalCrateDir(crateDir);
 
   // 1. Allocate: lock first, then create the directory.
@@ -322,39 +430,26 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
   }
   const working = join(real, `${prefix}-${WORKING_TAG}`);
 
-  // 2. Seed from the newest finalized directory that can be read.
+  // 2. Seed from the newest finalized directory that can be read: completely,
+  //    or not at all (the session is then given back and the error thrown).
   const stats: SessionStats = { linked: 0, copied: 0 };
-  let source: string | null = null;
+  let source: string | null;
   try {
-    for (const name of await finalizedNewestFirst(real)) {
-      const dir = join(real, name);
-      const srcPrefix = parseSessionDir(name)!.prefix;
-      let shared: FileLock | null = null;
-      try {
-        shared = tryLock(join(real, srcPrefix + LOCK_SUFFIX), { mode: 'shared', create: false, primitive: o.primitive });
-      } catch {
-        shared = null; // no lock file (garbage) or unreadable: not a source
-      }
-      if (!shared) continue;
-      try {
-        await linkOrCopyTree(dir, working, o.copy, stats);
-        source = dir;
-        break;
-      } catch {
-        stats.linked = 0;
-        stats.copied = 0;
-        await emptyDir(working);
-      } finally {
-        shared.release();
-      }
-    }
+    source = await seed(real, working, o, stats);
   } catch (err) {
-    // could not even list the crate directory: give the session back
-    await removeDirAtomically(working).catch(() => undefined);
-    await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch(() => undefined);
+    const cleanup: unknown[] = [];
+    await removeDirAtomically(working).catch((e: unknown) => cleanup.push(e));
+    await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch((e: unknown) => cleanup.push(e));
     binding.mark(liveKey(real, prefix), false);
     lock.release();
-    throw err;
+    const code = errorCode(err) ?? 'EIO';
+    throw new FslockError(code, `${(err as Error).message} (seeding the new session ${working} from the newest ` +
+      `finalized session in ${real} failed; the session was removed${cleanup.length ? ' as far as possible' : ''} and ` +
+      'no existing session was changed. Free space or fix permissions, then open a session again.)', {
+      path: working,
+      ...(typeof (err as { syscall?: unknown }).syscall === 'string' ? { syscall: (err as { syscall: string }).syscall } : {}),
+      cause: err,
+    });
   }
   return new Session(real, prefix, lock, source, stats, o);
 }
