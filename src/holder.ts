@@ -302,7 +302,7 @@ export interface CurrentHolder extends HolderRecord {
  * process the kernel names, with its command line from /proc. Null when
  * unknown. `procLocks` may pass an already read /proc/locks.
  */
-export function currentHolder(fd: number, path: string, procLocks?: string | null): CurrentHolder | null {
+export function currentHolder(fd: number, path: string, procLocks?: string | null, excludeSelf = false): CurrentHolder | null {
   let identity: string;
   try {
     identity = binding.identity(fd);
@@ -310,15 +310,22 @@ export function currentHolder(fd: number, path: string, procLocks?: string | nul
     return null;
   }
   const text = procLocks === undefined ? readProcLocksSync() : procLocks;
-  const kernelPids = text === null ? null : parseProcLocks(text, identity).locks.map((l) => l.pid).filter((p): p is number => p !== null);
+  // excludeSelf: the caller holds part of the lock itself (flock taken, OFD
+  // contended), so this process's own entries are not the holder.
+  const kernelPids = text === null
+    ? null
+    : parseProcLocks(text, identity).locks.map((l) => l.pid).filter((p): p is number => p !== null && !(excludeSelf && p === process.pid));
   const rec = readRecord(path, identity);
   if (rec) {
-    if (rec.hostname && rec.hostname !== hostname()) {
-      return { ...rec, source: 'record', remote: true };
-    }
     // On Linux the kernel is the truth: a record it contradicts is not believed.
-    const kernelAgrees = kernelPids === null || kernelPids.length === 0 || kernelPids.includes(rec.pid);
-    if (kernelAgrees && processLives(rec.pid)) return { ...rec, source: 'record' };
+    const kernelSilent = kernelPids === null || kernelPids.length === 0;
+    if (rec.hostname && rec.hostname !== hostname()) {
+      // another host's holder (a network filesystem): unverifiable, so labelled,
+      // and only when no local process holds the file
+      if (kernelSilent) return { ...rec, source: 'record', remote: true };
+    } else if ((kernelSilent || kernelPids.includes(rec.pid)) && processLives(rec.pid)) {
+      return { ...rec, source: 'record' };
+    }
   }
   const pid = kernelPids?.[0];
   if (pid === undefined) return null;

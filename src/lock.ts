@@ -47,6 +47,40 @@ import {
 } from './wait.js';
 
 
+/**
+ * Files this thread holds locks on (identity -> count), so that a wait on
+ * one of them can say "held by this process" and a synchronous wait that
+ * could never end fails at once (EDEADLK) instead of hanging.
+ */
+const heldHere = new Map<string, number>();
+
+function noteHeld(identity: string, delta: 1 | -1): void {
+  const n = (heldHere.get(identity) ?? 0) + delta;
+  if (n > 0) heldHere.set(identity, n);
+  else heldHere.delete(identity);
+}
+
+function heldByThisThread(fd: number): boolean {
+  if (heldHere.size === 0) return false;
+  try {
+    return heldHere.has(binding.identity(fd));
+  } catch {
+    return false;
+  }
+}
+
+/** Who holds the lock that the open file `fd` (of `path`) is contending for. */
+function holderOf(fd: number, path: string): HolderRecordLike | null {
+  if (heldByThisThread(fd)) return { pid: process.pid, self: true };
+  return currentHolder(fd, path, undefined, true);
+}
+
+function deadlockError(path: string): FslockError {
+  return new FslockError('EDEADLK', `EDEADLK: the lock is held by this thread itself, and a synchronous wait here ` +
+    `could never end (the only code that could release it is blocked waiting), '${path}'. Release the other ` +
+    'FileLock first, use tryLock, or wait asynchronously with lock().', { path, holder: { pid: process.pid, self: true } });
+}
+
 /** The identity of the open file if `path` still names it, else null. */
 function sameFile(fd: number, path: string): string | null {
   const id = binding.identity(fd);
@@ -115,7 +149,7 @@ function waitContext(path: string, timeout: number, signal: AbortSignal | undefi
     signal,
     holder: () => {
       const f = fd();
-      return f >= 0 ? currentHolder(f, path) : null;
+      return f >= 0 ? holderOf(f, path) : null;
     },
   };
 }
@@ -153,11 +187,25 @@ function unlinkIfHeld(path: string, identity: string): void {
   } catch {
     moved = null;
   }
-  if (moved === identity) {
+  if (moved === identity && emptyFile(aside)) {
     unlinkSync(aside);
     return;
   }
   putBack(aside, path);
+}
+
+/**
+ * fslock never writes into lock files, so a lock file that fslock (or any
+ * other locker) created is empty. A file with data at the lock path is
+ * somebody's (swapped in by a racer, or a data file locked with
+ * unlinkOnRelease by mistake) and is never deleted.
+ */
+function emptyFile(path: string): boolean {
+  try {
+    return lstatSync(path).size === 0;
+  } catch {
+    return false;
+  }
 }
 
 /** Renames `from` back to `to` without replacing anything now at `to`. */
@@ -205,7 +253,7 @@ function* acquisition(path: string, p: ParsedLockOptions, mayWait: boolean): Gen
           undo(a);
           return null;
         }
-        if (p.timeout === 0) throw lockedError(path, currentHolder(a.fd, path));
+        if (p.timeout === 0) throw lockedError(path, holderOf(a.fd, path));
         try {
           yield { a, step };
         } catch (err) {
@@ -267,6 +315,7 @@ function acquireSync(path: string, p: ParsedLockOptions, wait: boolean): FileLoc
     const c = next.value;
     current = c.a;
     try {
+      if (heldByThisThread(c.a.fd)) throw deadlockError(path);
       if (p.plan.poll) pollWaitSync(() => tryStep(c.a, p.plan, c.step, p.type), ctx);
       else kernelWaitSync(kernelRequest(c, p.type), ctx);
     } catch (err) {
@@ -330,6 +379,7 @@ export class FileLock {
     this.#recordEnabled = p.record;
     this.#recordArgv = p.recordArgv;
     this.#identity = identity;
+    noteHeld(identity, 1);
   }
 
   /**
@@ -352,11 +402,13 @@ export class FileLock {
   /**
    * Releases the lock and closes the file. Idempotent. With `unlinkOnRelease`
    * the file is deleted first, while the lock is still held, and only if the
-   * path still names the file this lock holds.
+   * path still names the file this lock holds and that file is empty (a lock
+   * file; a file with data is never deleted).
    */
   release(): void {
     if (this.#released) return;
     this.#released = true;
+    noteHeld(this.#identity, -1);
     const a = this.#attempt;
     let failure: unknown;
     try {
@@ -399,6 +451,7 @@ export class FileLock {
       return;
     }
     this.#released = true;
+    noteHeld(this.#identity, -1);
     if (this.#record) removeRecord(this.#record);
     this.#record = null;
     const a = this.#attempt;
@@ -474,12 +527,12 @@ export class FileLock {
         const convertible = step.primitive === C.OFD || step.primitive === C.POSIX;
         if (this.#plan.registry) {
           if (!binding.registryChange(a.holderId as number, C.EXCLUSIVE)) {
-            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd, this.path));
+            if (timeout === 0) throw lockedError(this.path, holderOf(a.fd, this.path));
             await pollWait(() => binding.registryChange(a.holderId as number, C.EXCLUSIVE), ctx);
           }
         } else if (convertible) {
           if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
-            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd, this.path));
+            if (timeout === 0) throw lockedError(this.path, holderOf(a.fd, this.path));
             await this.#waitStep(step, ctx);
           }
         } else {
@@ -490,7 +543,7 @@ export class FileLock {
           }
           if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
             atomic = false; // flock has dropped our shared lock by now
-            if (timeout === 0) throw lockedError(this.path, currentHolder(a.fd, this.path));
+            if (timeout === 0) throw lockedError(this.path, holderOf(a.fd, this.path));
             await this.#waitStep(step, ctx);
           }
         }
@@ -522,6 +575,7 @@ export class FileLock {
       // The descriptor belongs to a waiter thread that could not be interrupted.
       a.fd = -1;
       this.#released = true;
+      noteHeld(this.#identity, -1);
       return true;
     }
     try {

@@ -3,9 +3,9 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync, chmodSync, statSync
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
-import { lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
+import { inspect, lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
 import { binding } from '../src/binding.js';
-import { cleanupTempDirs, since, sleep, tempDir } from './helpers.js';
+import { cleanupTempDirs, since, sleep, startNode, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -102,9 +102,26 @@ describe('lock API', () => {
     const err = await lock(p, { timeout: 0 }).catch((e) => e);
     expect(err.code).toBe('ELOCKED');
     expect(err.path).toBe(p);
-    if (process.platform === 'linux') expect(err.message).toContain(`held by pid ${process.pid}`);
+    expect(err.message).toContain(`held by this process (pid ${process.pid})`);
     expect(() => lockSync(p, { timeout: 0 })).toThrow(expect.objectContaining({ code: 'ELOCKED' }));
     l.release();
+  });
+
+  it('waiting on yourself: a synchronous wait that could never end is EDEADLK at once; an async one says "this process"', async () => {
+    const p = join(tempDir(), 'self.lock');
+    const l = lockSync(p);
+    for (const timeout of [undefined, 60_000]) {
+      const t0 = performance.now();
+      expect(() => lockSync(p, timeout === undefined ? {} : { timeout })).toThrow(
+        expect.objectContaining({ code: 'EDEADLK', path: p, message: expect.stringContaining('held by this thread itself') }),
+      );
+      expect(since(t0)).toBeLessThan(1000);
+    }
+    const err = await lock(p, { timeout: 50 }).catch((e) => e);
+    expect(err.code).toBe('ETIMEDOUT');
+    expect(err.message).toContain('held by this process');
+    l.release();
+    lockSync(p).release(); // free again once released
   });
 
   it('a timed-out wait rejects with ETIMEDOUT promptly and holds nothing', async () => {
@@ -119,14 +136,16 @@ describe('lock API', () => {
     tryLock(p)!.release();
   });
 
-  it('lockSync honours its timeout', () => {
+  it('lockSync honours its timeout (holder in another process)', async () => {
     const p = join(tempDir(), 'ts.lock');
-    const l = lockSync(p);
+    const h = startNode('hold.cjs', [p]);
+    await h.waitFor('locked');
     const t0 = performance.now();
     expect(() => lockSync(p, { timeout: 80 })).toThrow(expect.objectContaining({ code: 'ETIMEDOUT' }));
     expect(since(t0)).toBeGreaterThanOrEqual(75);
     expect(since(t0)).toBeLessThan(1000);
-    l.release();
+    h.child.kill();
+    await h.exited;
   });
 
   it('an AbortSignal ends a wait with AbortError, promptly', async () => {
@@ -270,7 +289,7 @@ describe('holder records', () => {
     expect(readFileSync(p, 'utf8')).toBe('');
     expect(existsSync(`${p}.fslock-holder`)).toBe(false);
     const err = await lock(p, { timeout: 0 }).catch((e) => e);
-    if (process.platform === 'linux') expect(err.message).toContain(`held by pid ${process.pid}`);
+    expect(err.message).toContain(`held by this process (pid ${process.pid})`);
     l.release();
     const s = await lock(p, { mode: 'shared', record: true });
     expect(existsSync(`${p}.fslock-holder`)).toBe(false); // shared holders never record
@@ -280,9 +299,9 @@ describe('holder records', () => {
   it('record { argv } names the given command', async () => {
     const p = join(tempDir(), 'argv.lock');
     const l = await lock(p, { record: { argv: ['./x', 'tidy'] } });
-    const err = await lock(p, { timeout: 0 }).catch((e) => e);
-    expect(err.message).toContain(`held by pid ${process.pid}: ./x tidy`);
-    expect(err.holder).toMatchObject({ pid: process.pid, argv: ['./x', 'tidy'] });
+    const info = await inspect(p);
+    expect(info.holder).toMatchObject({ pid: process.pid, argv: ['./x', 'tidy'] });
+    expect(info.holderSource).toBe('record');
     l.release();
   });
 
