@@ -46,7 +46,14 @@ test('kernel waits on the native thread: granted on release, ended by timeout an
   const ac = new AbortController();
   setTimeout(() => ac.abort(), 50);
   await assert.rejects(fslock.lock(p, { signal: ac.signal }), { code: 'ABORT_ERR' });
-  assert.throws(() => fslock.lockSync(p, { timeout: 100 }), { code: 'ETIMEDOUT' });
+  // this thread holds it: a synchronous wait could never end
+  assert.throws(() => fslock.lockSync(p, { timeout: 100 }), { code: 'EDEADLK' });
+  // a synchronous kernel wait in a worker thread, ended by its timeout
+  const w = new Worker(`const f = require(${JSON.stringify(path.resolve(__dirname, '../../dist/cjs/index.js'))});
+    let code = 'none'; try { f.lockSync(${JSON.stringify(p)}, { timeout: 100 }); } catch (e) { code = e.code; }
+    require('node:worker_threads').parentPort.postMessage(code);`, { eval: true });
+  const [code] = await require('node:events').once(w, 'message');
+  assert.equal(code, 'ETIMEDOUT');
   const pending = fslock.lock(p);
   setTimeout(() => l.release(), 50);
   const l2 = await pending;

@@ -95,7 +95,8 @@ test('timeout 0 is ELOCKED; a timed wait is ETIMEDOUT; abort is ABORT_ERR', asyn
   const t0 = Date.now();
   await assert.rejects(fslock.lock(p, { timeout: 150 }), { code: 'ETIMEDOUT' });
   assert.ok(Date.now() - t0 >= 140);
-  assert.throws(() => fslock.lockSync(p, { timeout: 100 }), { code: 'ETIMEDOUT' });
+  // a synchronous wait for a lock this thread holds could never end
+  assert.throws(() => fslock.lockSync(p, { timeout: 100 }), { code: 'EDEADLK' });
   const ac = new AbortController();
   setTimeout(() => ac.abort(), 50);
   await assert.rejects(fslock.lock(p, { signal: ac.signal }), { code: 'ABORT_ERR', name: 'AbortError' });
@@ -111,17 +112,20 @@ test('a waiter gets the lock when another process releases it', async () => {
   await h.exited;
 });
 
-test('holder metadata stays readable while held: the locked byte is far past the data', async () => {
+test('data stays readable while held (the locked byte is far past it); the record is a sidecar', async () => {
   const p = file();
+  fs.writeFileSync(p, 'user data');
   const l = await fslock.lock(p, { record: true });
-  const rec = JSON.parse(fs.readFileSync(p, 'utf8')); // another handle reads the file
+  assert.equal(fs.readFileSync(p, 'utf8'), 'user data'); // another handle reads the file
+  const rec = JSON.parse(fs.readFileSync(`${p}.fslock-holder`, 'utf8'));
   assert.equal(rec.pid, process.pid);
   const info = await fslock.inspect(p);
   assert.equal(info.held, true);
   assert.equal(info.mode, 'exclusive');
   assert.equal(info.holder.pid, process.pid);
   l.release();
-  assert.equal(fs.readFileSync(p, 'utf8'), '');
+  assert.equal(fs.readFileSync(p, 'utf8'), 'user data');
+  assert.equal(fs.existsSync(`${p}.fslock-holder`), false);
   assert.equal((await fslock.inspect(p)).held, false);
 });
 
