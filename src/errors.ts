@@ -1,14 +1,21 @@
 /**
- * Errors fslock throws. Every error has a stable `code`; test `err.code`,
- * never `instanceof` (two copies of the package make two classes).
+ * Errors fslock throws: every factory lives here. Every error has a stable
+ * `code`; test `err.code`, never `instanceof` (two copies of the package make
+ * two classes). The README's error table lists the same codes.
  *
  * | code | meaning |
  * |---|---|
  * | ELOCKED | held by someone else and the call was not allowed to wait |
  * | ETIMEDOUT | the wait reached `timeout` |
  * | ABORT_ERR | the wait was aborted through `signal` (name `AbortError`) |
+ * | EDEADLK | a synchronous wait for a lock this very thread holds |
+ * | EBADF | an exclusive lock on a file that could only be opened read-only |
  * | ENOTSUP | the primitive or the filesystem cannot lock |
- * | ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE | bad arguments or options |
+ * | ERR_UNSAFE_SYMLINK | a symlink at the lock path that another user planted (open.ts) |
+ * | ERR_LOCK_RELEASED | downgrade/upgrade after release |
+ * | ERR_SESSION_CLOSED / ERR_SESSION_BUSY | finalize/abandon on a closed or busy session |
+ * | ERR_SESSION_CLOCK | a clock no session name can encode (a RangeError) |
+ * | ERR_INVALID_ARG_TYPE / ERR_INVALID_ARG_VALUE | bad arguments or options (TypeError, as Node's) |
  * | errno codes | from the operating system, with `syscall` and `path` |
  */
 
@@ -112,11 +119,10 @@ export function timeoutError(path: string, timeout: number, holder?: HolderRecor
   );
 }
 
-export function abortError(path: string, reason: unknown): FslockError {
-  return new FslockError('ABORT_ERR', `The operation was aborted while waiting for the lock on '${path}'`, {
-    path,
-    cause: reason,
-  });
+/** ABORT_ERR (name AbortError): aborted before the lock was requested, or while waiting for it. */
+export function abortError(path: string, reason: unknown, when: 'before' | 'while' = 'while'): FslockError {
+  const what = when === 'before' ? 'before the lock on' : 'while waiting for the lock on';
+  return new FslockError('ABORT_ERR', `The operation was aborted ${what} '${path}'`, { path, cause: reason });
 }
 
 export function notSupportedError(path: string | undefined, what: string, hint: string): FslockError {
@@ -125,22 +131,27 @@ export function notSupportedError(path: string | undefined, what: string, hint: 
   });
 }
 
-export function invalidArgType(name: string, expected: string, actual: unknown): FslockError {
-  const err = new FslockError(
+/** A TypeError with a `code`, as Node's own argument errors are. */
+export class FslockTypeError extends TypeError {
+  code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export function invalidArgType(name: string, expected: string, actual: unknown): FslockTypeError {
+  return new FslockTypeError(
     'ERR_INVALID_ARG_TYPE',
     `The "${name}" argument must be ${expected}. Received ${describeValue(actual)}`,
   );
-  err.name = 'TypeError';
-  return err;
 }
 
-export function invalidArgValue(name: string, actual: unknown, reason: string): FslockError {
-  const err = new FslockError(
+export function invalidArgValue(name: string, actual: unknown, reason: string): FslockTypeError {
+  return new FslockTypeError(
     'ERR_INVALID_ARG_VALUE',
     `The ${name.includes('.') ? 'property' : 'argument'} '${name}' ${reason}. Received ${describeValue(actual)}`,
   );
-  err.name = 'TypeError';
-  return err;
 }
 
 function describeValue(v: unknown): string {

@@ -10,6 +10,7 @@ export { inspect, inspectSync } from './inspect.js';
 export type { LockInfo, KernelLock } from './inspect.js';
 export { primitives } from './primitives.js';
 export type { PrimitiveName, PrimitiveReport, ResolvedPrimitive } from './primitives.js';
-export { DEFAULT_LOCK_OPTIONS, WINDOWS_LOCK_OFFSET } from './options.js';
+export { DEFAULT_LOCK_OPTIONS } from './options.js';
+export { WINDOWS_LOCK_OFFSET } from './strategy.js';
 export type { LockOptions, LockMode, LockRange } from './options.js';
 export { FslockError } from './errors.js';

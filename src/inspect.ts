@@ -13,7 +13,8 @@ import { lstatSync } from 'node:fs';
 import { errorCode } from './errors.js';
 import { openLockFile } from './open.js';
 import { binding, C } from './binding.js';
-import { checkPath, WINDOWS_LOCK_OFFSET, type LockMode } from './options.js';
+import { checkPath, type LockMode } from './options.js';
+import { WINDOWS_LOCK_OFFSET } from './strategy.js';
 import { currentHolder, parseProcLocks, readProcLocksSync, type HolderRecord, type HolderSource, type KernelLock } from './holder.js';
 
 export type { KernelLock, HolderSource };

@@ -2,22 +2,21 @@
  * The lock API: lock, tryLock, lockSync, withLock and FileLock.
  *
  * Acquiring is always: open the lock file (O_CLOEXEC, so children never
- * inherit it), take each step of the plan (flock, then OFD, for `auto` on
- * Linux) with a non-blocking try, wait only for a step that is contended, and
- * finally check that the open file is still the one at `path` (a holder may
- * have deleted it with `unlinkOnRelease` while we waited; a lock on the
- * orphaned inode would exclude nobody), starting again if not.
+ * inherit it; see open.ts for symlinks), take each step of the primitive's
+ * strategy (flock, then OFD, for `auto` on Linux; see strategy.ts) with a
+ * non-blocking try, wait only for a step that is contended, and finally
+ * check that the open file is still the one at `path` (a holder may have
+ * deleted it with `unlinkOnRelease` while we waited; a lock on the orphaned
+ * inode would exclude nobody), starting again if not.
  */
-import { linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { currentHolder, readRecord, removeRecord, writeRecord, type HolderRecord, type WrittenRecord } from './holder.js';
 import { binding, C } from './binding.js';
 import {
+  abortError,
   errorCode,
   FslockError,
-  lockedError,
   invalidArgType,
+  lockedError,
   withPath,
   type HolderRecordLike,
 } from './errors.js';
@@ -32,20 +31,14 @@ import {
   type LockOptions,
   type LockRange,
   type ParsedLockOptions,
-  type Plan,
-  type Step,
 } from './options.js';
 import type { ResolvedPrimitive } from './primitives.js';
-import {
-  kernelWait,
-  kernelWaitSync,
-  pollWait,
-  pollWaitSync,
-  type KernelWait,
-  type WaitContext,
-  type WaitFailure,
-} from './wait.js';
+import { readOnlyExclusive, strategyFor, typeOf, type LockHandle, type LockStrategy, type LostLock } from './strategy.js';
+import { unlinkIfHeld } from './unlink.js';
+import type { WaitContext, WaitFailure } from './wait.js';
 
+// ---------------------------------------------------------------------------
+// What this thread holds
 
 /**
  * Files this thread holds locks on (identity -> count), so that a wait on
@@ -81,64 +74,97 @@ function deadlockError(path: string): FslockError {
     'FileLock first, use tryLock, or wait asynchronously with lock().', { path, holder: { pid: process.pid, self: true } });
 }
 
-/** The identity of the open file if `path` still names it, else null. */
-function sameFile(fd: number, path: string): string | null {
-  const id = binding.identity(fd);
-  return id === binding.pathIdentity(path) ? id : null;
-}
-
 // ---------------------------------------------------------------------------
+// Acquisition
 
-interface Attempt {
-  fd: number;
-  writable: boolean;
-  holderId: number | null;
+/** An opened lock file with the strategy that will lock it. */
+interface Opened {
+  h: LockHandle;
+  s: LockStrategy;
 }
 
-function openAttempt(path: string, p: ParsedLockOptions): Attempt {
+function openHandle(path: string, p: ParsedLockOptions, s: LockStrategy): Opened {
   if (p.createNew) {
-    return { fd: binding.open(path, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW), writable: true, holderId: null };
+    const fd = binding.open(path, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW);
+    return { h: { fd, writable: true, registryId: null }, s };
   }
   try {
-    return { fd: openLockFile(path, true, p.create, p.allowUnsafeSymlink), writable: true, holderId: null };
+    return { h: { fd: openLockFile(path, true, p.create, p.allowUnsafeSymlink), writable: true, registryId: null }, s };
   } catch (err) {
     const code = errorCode(err);
-    // A shared lock needs only read access: lock read-only files too.
-    if (p.mode === 'shared' && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM')) {
-      return { fd: openLockFile(path, false, p.create, p.allowUnsafeSymlink), writable: false, holderId: null };
+    // Not writable (or a directory): open it read-only. A shared lock needs
+    // nothing more; an exclusive one only flock can take on such a descriptor.
+    if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM' && code !== 'EISDIR') throw err;
+    const fd = openLockFile(path, false, p.create, p.allowUnsafeSymlink);
+    try {
+      const ro = p.mode === 'exclusive' ? readOnlyExclusive(s, p.primitive, path, p.range) : s;
+      return { h: { fd, writable: false, registryId: null }, s: ro };
+    } catch (e) {
+      binding.close(fd);
+      throw e;
     }
-    if (code === 'EISDIR') {
-      throw new FslockError('EISDIR', `EISDIR: illegal operation on a directory, open '${path}'. ` +
-        'Lock a file inside the directory (for example a `.lock` file) instead.', { path, syscall: 'open' });
+  }
+}
+
+/** Gives up an attempt: unlocks what it took and closes the descriptor. */
+function undo({ h, s }: Opened): void {
+  if (h.fd < 0) return; // belongs to a stuck waiter thread now
+  try {
+    s.unlock(h);
+  } catch {
+    // closing releases flock, OFD and Windows locks anyway
+  } finally {
+    binding.close(h.fd);
+    h.fd = -1;
+  }
+}
+
+/** An attempt stopped at a contended step. */
+interface Contended extends Opened {
+  step: number;
+}
+
+/**
+ * Takes the steps from `from` on without waiting. Returns the FileLock, the
+ * contended step, or null when the file at `path` changed (start again).
+ */
+function advance(path: string, p: ParsedLockOptions, o: Opened, from: number): FileLock | Contended | null {
+  const type = typeOf(p.mode);
+  const steps = o.s.steps;
+  for (let i = from; i < steps.length; i++) {
+    if (!o.s.tryStep(o.h, steps[i]!, type)) return { ...o, step: i };
+  }
+  const identity = binding.identity(o.h.fd);
+  if (identity !== binding.pathIdentity(path)) {
+    undo(o); // the file was replaced or deleted while we waited: start over
+    return null;
+  }
+  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(path, identity, p.recordArgv) : null;
+  return new FileLock(path, o.h, o.s, p, identity, rec);
+}
+
+/** Opens and tries; loops while the file changes under us. */
+function begin(path: string, p: ParsedLockOptions, s: LockStrategy): FileLock | Contended {
+  for (;;) {
+    const o = openHandle(path, p, s);
+    try {
+      const r = advance(path, p, o, 0);
+      if (r) return r;
+    } catch (err) {
+      undo(o);
+      throw err;
     }
+  }
+}
+
+/** After a granted wait on `c.step`: take the rest, or start over if the file changed. */
+function resume(path: string, p: ParsedLockOptions, s: LockStrategy, c: Contended): FileLock | Contended {
+  try {
+    return advance(path, p, c, c.step + 1) ?? begin(path, p, s);
+  } catch (err) {
+    undo(c);
     throw err;
   }
-}
-
-function undo(a: Attempt): void {
-  if (a.fd < 0) return; // belongs to a stuck waiter thread now
-  try {
-    if (a.holderId !== null) binding.registryUnlock(a.holderId);
-  } finally {
-    a.holderId = null;
-    binding.close(a.fd); // closing releases flock, OFD and Windows locks
-    a.fd = -1;
-  }
-}
-
-function tryStep(a: Attempt, plan: Plan, step: Step, type: number): boolean {
-  if (plan.registry) {
-    const id = binding.registryLock(a.fd, type, step.start, step.len);
-    if (id === null) return false;
-    a.holderId = id;
-    return true;
-  }
-  return binding.lock(step.primitive, a.fd, type, step.start, step.len, false);
-}
-
-function nonWritableExclusive(path: string): FslockError {
-  return new FslockError('EBADF', `EBADF: the lock file was opened read-only (it is not writable), so it cannot be ` +
-    `locked exclusively, '${path}'. Make it writable or lock it in shared mode.`, { path });
 }
 
 function waitContext(path: string, timeout: number, signal: AbortSignal | undefined, fd: () => number): WaitContext {
@@ -154,177 +180,64 @@ function waitContext(path: string, timeout: number, signal: AbortSignal | undefi
   };
 }
 
-function afterWaitFailure(a: Attempt, err: unknown): void {
-  if ((err as WaitFailure).stuck) a.fd = -1;
+/** Cleans up after a failed wait and passes its error on. */
+function failed(c: Contended, err: unknown): never {
+  if ((err as WaitFailure).stuck) c.h.fd = -1; // the waiter thread owns the descriptor now
+  undo(c);
+  throw err;
 }
 
-function finish(path: string, a: Attempt, p: ParsedLockOptions, identity: string): FileLock {
-  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(path, identity, p.recordArgv) : null;
-  return new FileLock(path, a, p, identity, rec);
-}
-
-/**
- * unlinkOnRelease: deletes the file at `path` only if it is the file this
- * lock holds. Checking and then unlinking the path would be two steps that a
- * racer can separate (swapping in another file between them), so the path is
- * first moved aside to a unique name in one atomic rename, the moved file is
- * checked, and a file that is not ours is put back without replacing anything
- * that appeared at `path` meanwhile. Nothing this lock did not hold is ever
- * deleted.
- */
-function unlinkIfHeld(path: string, identity: string): void {
-  const aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${process.pid}-${randomBytes(6).toString('hex')}`);
-  try {
-    renameSync(path, aside);
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return; // already gone
-    throw err;
-  }
-  let moved: string | null = null;
-  try {
-    const st = lstatSync(aside, { bigint: true });
-    moved = `${st.dev}:${st.ino}`;
-  } catch {
-    moved = null;
-  }
-  if (moved === identity && emptyFile(aside)) {
-    unlinkSync(aside);
-    return;
-  }
-  putBack(aside, path);
-}
-
-/**
- * fslock never writes into lock files, so a lock file that fslock (or any
- * other locker) created is empty. A file with data at the lock path is
- * somebody's (swapped in by a racer, or a data file locked with
- * unlinkOnRelease by mistake) and is never deleted.
- */
-function emptyFile(path: string): boolean {
-  try {
-    return lstatSync(path).size === 0;
-  } catch {
-    return false;
-  }
-}
-
-/** Renames `from` back to `to` without replacing anything now at `to`. */
-function putBack(from: string, to: string): void {
-  try {
-    binding.renameNoReplace(from, to);
-    return;
-  } catch (err) {
-    if (errorCode(err) !== 'ENOSYS') return warnLeftAside(from, to, err);
-  }
-  try {
-    linkSync(from, to);
-    unlinkSync(from);
-  } catch (err) {
-    warnLeftAside(from, to, err);
-  }
-}
-
-function warnLeftAside(from: string, to: string, err: unknown): void {
-  if (errorCode(err) === 'ENOENT') return;
-  process.emitWarning(`fslock: a file that replaced the lock file '${to}' while it was being released could not be put ` +
-    `back (${errorCode(err) ?? 'error'}: another file is there now); it was left, untouched, at '${from}'`,
-  { code: 'FSLOCK_LEFT_ASIDE', type: 'FslockWarning' });
-}
-
-/** A contended step the caller must wait for. */
-interface Contended {
-  a: Attempt;
-  step: Step;
-}
-
-/**
- * The acquisition loop, shared by the asynchronous and synchronous entry
- * points: it yields each contended step for its driver to wait on (awaiting,
- * or blocking the thread), and the driver throws a failed wait back in. It
- * returns null at once for a caller that may not wait.
- */
-function* acquisition(path: string, p: ParsedLockOptions, mayWait: boolean): Generator<Contended, FileLock | null, void> {
-  for (;;) {
-    const a = openAttempt(path, p);
-    try {
-      for (const step of p.plan.steps) {
-        if (tryStep(a, p.plan, step, p.type)) continue;
-        if (!mayWait) {
-          undo(a);
-          return null;
-        }
-        if (p.timeout === 0) throw lockedError(path, holderOf(a.fd, path));
-        try {
-          yield { a, step };
-        } catch (err) {
-          afterWaitFailure(a, err);
-          throw err;
-        }
-      }
-      const identity = sameFile(a.fd, path);
-      if (identity === null) {
-        undo(a); // the file was replaced or deleted while we waited: start over
-        continue;
-      }
-      return finish(path, a, p, identity);
-    } catch (err) {
-      undo(a);
-      throw err;
-    }
-  }
-}
-
-function kernelRequest({ a, step }: Contended, type: number): KernelWait {
-  return { primitive: step.primitive, fd: a.fd, type, start: step.start, len: step.len };
+function notWaiting(path: string, c: Contended): never {
+  const holder = holderOf(c.h.fd, path);
+  undo(c);
+  throw lockedError(path, holder);
 }
 
 async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
-  if (p.signal?.aborted) throw abortFor(path, p.signal);
-  let current: Attempt | null = null;
-  const ctx = waitContext(path, p.timeout, p.signal, () => current?.fd ?? -1);
-  const gen = acquisition(path, p, true);
-  let next = gen.next();
-  while (!next.done) {
-    const c = next.value;
-    current = c.a;
+  if (p.signal?.aborted) throw abortError(path, p.signal.reason, 'before');
+  const s = strategyFor(p.primitive, p.range, path);
+  let r = begin(path, p, s);
+  if (r instanceof FileLock) return r;
+  if (p.timeout === 0) notWaiting(path, r);
+  let c: Contended = r;
+  const ctx = waitContext(path, p.timeout, p.signal, () => c.h.fd);
+  for (;;) {
     try {
-      if (p.plan.poll) await pollWait(() => tryStep(c.a, p.plan, c.step, p.type), ctx);
-      else await kernelWait(kernelRequest(c, p.type), ctx);
+      await c.s.wait(c.h, c.s.steps[c.step]!, typeOf(p.mode), ctx);
     } catch (err) {
-      next = gen.throw(err); // rethrows after cleaning up
-      continue;
+      failed(c, err);
     }
-    next = gen.next();
+    r = resume(path, p, s, c);
+    if (r instanceof FileLock) return r;
+    c = r;
   }
-  return next.value as FileLock;
 }
 
-function abortFor(path: string, signal: AbortSignal): FslockError {
-  return new FslockError('ABORT_ERR', `The operation was aborted before the lock on '${path}' was requested`, {
-    path,
-    cause: signal.reason,
-  });
-}
-
-function acquireSync(path: string, p: ParsedLockOptions, wait: boolean): FileLock | null {
-  let current: Attempt | null = null;
-  const ctx = waitContext(path, p.timeout, undefined, () => current?.fd ?? -1);
-  const gen = acquisition(path, p, wait);
-  let next = gen.next();
-  while (!next.done) {
-    const c = next.value;
-    current = c.a;
-    try {
-      if (heldByThisThread(c.a.fd)) throw deadlockError(path);
-      if (p.plan.poll) pollWaitSync(() => tryStep(c.a, p.plan, c.step, p.type), ctx);
-      else kernelWaitSync(kernelRequest(c, p.type), ctx);
-    } catch (err) {
-      next = gen.throw(err);
-      continue;
-    }
-    next = gen.next();
+function acquireSync(path: string, p: ParsedLockOptions, mayWait: boolean): FileLock | null {
+  const s = strategyFor(p.primitive, p.range, path);
+  let r = begin(path, p, s);
+  if (r instanceof FileLock) return r;
+  if (!mayWait) {
+    undo(r);
+    return null;
   }
-  return next.value;
+  if (p.timeout === 0) notWaiting(path, r);
+  let c: Contended = r;
+  const ctx = waitContext(path, p.timeout, undefined, () => c.h.fd);
+  for (;;) {
+    if (heldByThisThread(c.h.fd)) {
+      undo(c);
+      throw deadlockError(path);
+    }
+    try {
+      c.s.waitSync(c.h, c.s.steps[c.step]!, typeOf(p.mode), ctx);
+    } catch (err) {
+      failed(c, err);
+    }
+    r = resume(path, p, s, c);
+    if (r instanceof FileLock) return r;
+    c = r;
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -351,15 +264,14 @@ const UPGRADE_OPTION_NAMES = new Set(['timeout', 'signal']);
 export class FileLock {
   /** The lock file's path, as given. */
   readonly path: string;
-
   /** What was actually used, for example `'flock+ofd'`. */
   readonly primitive: ResolvedPrimitive;
   /** The locked byte range, or null for the whole file. */
   readonly range: LockRange | null;
   #mode: LockMode;
   #released = false;
-  #attempt: Attempt;
-  #plan: Plan;
+  #handle: LockHandle;
+  #strategy: LockStrategy;
   #unlinkOnRelease: boolean;
   #record: WrittenRecord | null;
   #recordEnabled: boolean;
@@ -367,13 +279,13 @@ export class FileLock {
   #identity: string;
 
   /** @internal */
-  constructor(path: string, a: Attempt, p: ParsedLockOptions, identity: string, record: WrittenRecord | null) {
+  constructor(path: string, h: LockHandle, s: LockStrategy, p: ParsedLockOptions, identity: string, record: WrittenRecord | null) {
     this.path = path;
-    this.primitive = p.plan.resolved;
+    this.primitive = s.resolved;
     this.range = p.range ? { ...p.range } : null;
     this.#mode = p.mode;
-    this.#attempt = a;
-    this.#plan = p.plan;
+    this.#handle = h;
+    this.#strategy = s;
     this.#unlinkOnRelease = p.unlinkOnRelease;
     this.#record = record;
     this.#recordEnabled = p.record;
@@ -387,7 +299,7 @@ export class FileLock {
    * the number may be reused by an unrelated file after that.
    */
   get fd(): number {
-    return this.#attempt.fd;
+    return this.#handle.fd;
   }
 
   /** `'exclusive'` or `'shared'`; changes with downgrade() and upgrade(). */
@@ -399,6 +311,14 @@ export class FileLock {
     return this.#released;
   }
 
+  /** Marks this FileLock released; true the first time. */
+  #close(): boolean {
+    if (this.#released) return false;
+    this.#released = true;
+    noteHeld(this.#identity, -1);
+    return true;
+  }
+
   /**
    * Releases the lock and closes the file. Idempotent. With `unlinkOnRelease`
    * the file is deleted first, while the lock is still held, and only if the
@@ -406,10 +326,8 @@ export class FileLock {
    * file; a file with data is never deleted).
    */
   release(): void {
-    if (this.#released) return;
-    this.#released = true;
-    noteHeld(this.#identity, -1);
-    const a = this.#attempt;
+    if (!this.#close()) return;
+    const h = this.#handle;
     let failure: unknown;
     try {
       if (this.#record) removeRecord(this.#record);
@@ -418,23 +336,14 @@ export class FileLock {
     } catch (err) {
       if (errorCode(err) !== 'ENOENT') failure = err;
     }
+    if (h.fd < 0) return;
     try {
-      // Unlock explicitly, in reverse order, before closing: a child process
-      // between fork and exec still references the open file description, and
-      // only an explicit unlock releases the lock for everyone at once.
-      if (a.holderId !== null) {
-        binding.registryUnlock(a.holderId);
-        a.holderId = null;
-      } else {
-        for (const step of [...this.#plan.steps].reverse()) {
-          binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
-        }
-      }
+      this.#strategy.unlock(h);
     } catch (err) {
       failure ??= err;
     } finally {
-      binding.close(a.fd);
-      a.fd = -1;
+      binding.close(h.fd);
+      h.fd = -1;
     }
     if (failure) throw withPath(failure, this.path);
   }
@@ -446,17 +355,15 @@ export class FileLock {
    * locks cannot be inherited and are released normally.
    */
   closeKeepingInherited(): void {
-    if (this.#released || this.#attempt.holderId !== null || this.#unlinkOnRelease) {
+    if (this.#released || this.#handle.registryId !== null || this.#unlinkOnRelease) {
       this.release();
       return;
     }
-    this.#released = true;
-    noteHeld(this.#identity, -1);
+    this.#close();
     if (this.#record) removeRecord(this.#record);
     this.#record = null;
-    const a = this.#attempt;
-    binding.close(a.fd);
-    a.fd = -1;
+    binding.close(this.#handle.fd);
+    this.#handle.fd = -1;
   }
 
   #assertHeld(what: string): void {
@@ -475,26 +382,11 @@ export class FileLock {
   downgrade(): void {
     this.#assertHeld('downgrade');
     if (this.#mode === 'shared') return;
-    const a = this.#attempt;
     if (this.#record) {
       removeRecord(this.#record); // shared holders do not record themselves
       this.#record = null;
     }
-    if (a.holderId !== null) {
-      binding.registryChange(a.holderId, C.SHARED);
-    } else {
-      for (const step of this.#plan.steps) {
-        if (step.primitive === C.WINDOWS) {
-          // Same handle: the shared lock may overlap our exclusive one, and the
-          // first unlock removes the exclusive lock, leaving the shared one.
-          binding.lock(step.primitive, a.fd, C.SHARED, step.start, step.len, false);
-          binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
-        } else {
-          // OFD/POSIX convert atomically; flock converts under one kernel lock.
-          binding.lock(step.primitive, a.fd, C.SHARED, step.start, step.len, false);
-        }
-      }
-    }
+    this.#strategy.downgrade(this.#handle);
     this.#mode = 'shared';
   }
 
@@ -511,92 +403,26 @@ export class FileLock {
     const timeout = parseTimeout(o.timeout);
     const signal = parseSignal(o.signal);
     if (this.#mode === 'exclusive') return { atomic: true };
-    const a = this.#attempt;
-    if (!a.writable) throw nonWritableExclusive(this.path);
-    if (signal?.aborted) throw abortFor(this.path, signal);
-    const ctx = waitContext(this.path, timeout, signal, () => a.fd);
-    let atomic = true;
-    const converted: Step[] = [];
-    // Convert the primitives that can convert in place (OFD, POSIX) first:
-    // once they are exclusive no OFD/POSIX locker can get in, whatever
-    // happens to the flock part.
-    const order = [...this.#plan.steps].sort((x, y) => Number(y.primitive === C.OFD || y.primitive === C.POSIX) -
-      Number(x.primitive === C.OFD || x.primitive === C.POSIX));
+    const h = this.#handle;
+    if (!h.writable) {
+      throw new FslockError('EBADF', `EBADF: the lock file was opened read-only (it is not writable), so it cannot be ` +
+        `locked exclusively, '${this.path}'. Make it writable or lock it in shared mode.`, { path: this.path });
+    }
+    if (signal?.aborted) throw abortError(this.path, signal.reason, 'before');
+    const ctx = waitContext(this.path, timeout, signal, () => h.fd);
+    let outcome;
     try {
-      for (const step of order) {
-        const convertible = step.primitive === C.OFD || step.primitive === C.POSIX;
-        if (this.#plan.registry) {
-          if (!binding.registryChange(a.holderId as number, C.EXCLUSIVE)) {
-            if (timeout === 0) throw lockedError(this.path, holderOf(a.fd, this.path));
-            await pollWait(() => binding.registryChange(a.holderId as number, C.EXCLUSIVE), ctx);
-          }
-        } else if (convertible) {
-          if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
-            if (timeout === 0) throw lockedError(this.path, holderOf(a.fd, this.path));
-            await this.#waitStep(step, ctx);
-          }
-        } else {
-          // flock and Windows cannot convert in place.
-          if (step.primitive === C.WINDOWS) {
-            binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
-            atomic = false;
-          }
-          if (!binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false)) {
-            atomic = false; // flock has dropped our shared lock by now
-            if (timeout === 0) throw lockedError(this.path, holderOf(a.fd, this.path));
-            await this.#waitStep(step, ctx);
-          }
-        }
-        converted.push(step);
-      }
+      outcome = await this.#strategy.upgrade(h, ctx, timeout !== 0, () => lockedError(this.path, holderOf(h.fd, this.path)));
     } catch (err) {
-      const lost = this.#restoreShared(converted, err as WaitFailure);
-      if (lost) (err as { lost?: boolean }).lost = true;
+      if ((err as LostLock).lost) {
+        if (h.fd < 0) this.#close();
+        else this.release();
+      }
       throw err;
     }
     this.#mode = 'exclusive';
     if (!this.range && this.#recordEnabled) this.#record = writeRecord(this.path, this.#identity, this.#recordArgv);
-    return { atomic };
-  }
-
-  async #waitStep(step: Step, ctx: WaitContext): Promise<void> {
-    const a = this.#attempt;
-    if (this.#plan.poll) {
-      await pollWait(() => binding.lock(step.primitive, a.fd, C.EXCLUSIVE, step.start, step.len, false), ctx);
-    } else {
-      await kernelWait({ primitive: step.primitive, fd: a.fd, type: C.EXCLUSIVE, start: step.start, len: step.len }, ctx);
-    }
-  }
-
-  /** After a failed upgrade: go back to shared everywhere. Returns true if the lock was lost. */
-  #restoreShared(converted: Step[], err: WaitFailure): boolean {
-    const a = this.#attempt;
-    if (err.stuck) {
-      // The descriptor belongs to a waiter thread that could not be interrupted.
-      a.fd = -1;
-      this.#released = true;
-      noteHeld(this.#identity, -1);
-      return true;
-    }
-    try {
-      if (a.holderId !== null) {
-        binding.registryChange(a.holderId, C.SHARED);
-        return false;
-      }
-      // Re-requesting a shared lock is a no-op where it is still held, an
-      // atomic downgrade where the step became exclusive (or was granted as
-      // the wait was cancelled), and a fresh try where flock dropped it.
-      for (const step of this.#plan.steps) {
-        if (!binding.lock(step.primitive, a.fd, C.SHARED, step.start, step.len, false)) throw new Error('lost');
-        if (step.primitive === C.WINDOWS && converted.includes(step)) {
-          binding.lock(step.primitive, a.fd, C.UNLOCK, step.start, step.len, false);
-        }
-      }
-      return false;
-    } catch {
-      this.release();
-      return true;
-    }
+    return outcome;
   }
 
   [Symbol.dispose](): void {
@@ -616,7 +442,7 @@ const LOCK_SYNC_OPTIONS = new Set([...TRY_LOCK_OPTIONS, 'timeout']);
 /** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */
 export async function lock(path: string, options?: LockOptions): Promise<FileLock> {
   checkPath(path);
-  const p = parseLockOptions(options, path);
+  const p = parseLockOptions(options);
   return acquire(path, p);
 }
 
@@ -624,18 +450,19 @@ export async function lock(path: string, options?: LockOptions): Promise<FileLoc
 export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 'signal'>): FileLock | null {
   checkPath(path);
   const o = checkOptionsObject(options, TRY_LOCK_OPTIONS);
-  const p = parseLockOptions(o, path);
+  const p = parseLockOptions(o);
   return acquireSync(path, p, false);
 }
 
 /**
  * Acquires synchronously, blocking the calling thread until granted or until
  * `timeout` ms have passed (ETIMEDOUT). `timeout: 0` is a single try (ELOCKED).
+ * A lock this very thread holds is EDEADLK at once.
  */
 export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): FileLock {
   checkPath(path);
   const o = checkOptionsObject(options, LOCK_SYNC_OPTIONS);
-  const p = parseLockOptions(o, path);
+  const p = parseLockOptions(o);
   return acquireSync(path, p, true) as FileLock;
 }
 
@@ -646,7 +473,7 @@ export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): F
  */
 export function tryLockNew(path: string): FileLock | null {
   checkPath(path);
-  const p = { ...parseLockOptions({}, path), createNew: true };
+  const p = { ...parseLockOptions({}), createNew: true };
   return acquireSync(path, p, false);
 }
 

@@ -2,9 +2,8 @@
  * The one options parser of the lock family (lock, tryLock, lockSync,
  * withLock, upgrade). Unknown or misspelled options are rejected.
  */
-import { invalidArgType, invalidArgValue, notSupportedError } from './errors.js';
-import { C } from './binding.js';
-import { primitives, type PrimitiveName, type ResolvedPrimitive } from './primitives.js';
+import { invalidArgType, invalidArgValue } from './errors.js';
+import { PRIMITIVE_NAMES, type PrimitiveName } from './primitives.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -61,33 +60,8 @@ export const DEFAULT_LOCK_OPTIONS = Object.freeze({
   allowUnsafeSymlink: false,
 });
 
-/**
- * Where a Windows whole-file lock sits: one byte far beyond any data, so the
- * holder record at the start of the file stays readable (Windows byte-range
- * locks are mandatory).
- */
-export const WINDOWS_LOCK_OFFSET = 2 ** 52;
-
-/** One lock system call of a plan. */
-export interface Step {
-  primitive: number;
-  start: number;
-  len: number;
-}
-
-export interface Plan {
-  resolved: ResolvedPrimitive;
-  /** Taken in this order (flock before OFD, so two fslock lockers cannot deadlock). */
-  steps: Step[];
-  /** POSIX locks behind the process-wide registry. */
-  registry: boolean;
-  /** Waits poll with backoff instead of blocking in the kernel. */
-  poll: boolean;
-}
-
 export interface ParsedLockOptions {
   mode: LockMode;
-  type: number;
   timeout: number;
   signal: AbortSignal | undefined;
   primitive: 'auto' | PrimitiveName;
@@ -100,7 +74,6 @@ export interface ParsedLockOptions {
   allowUnsafeSymlink: boolean;
   /** @internal the file must be created by this call (O_EXCL) */
   createNew?: boolean;
-  plan: Plan;
 }
 
 const LOCK_OPTION_NAMES = new Set([
@@ -169,65 +142,7 @@ function parseRange(value: unknown): LockRange | undefined {
   return { offset: r.offset as number, length: r.length as number };
 }
 
-/** Turns a primitive request into the system calls that implement it here. */
-const planCache = new Map<string, Plan>();
-
-export function planFor(primitive: 'auto' | PrimitiveName, range: LockRange | undefined, path?: string): Plan {
-  if (!range) {
-    const hit = planCache.get(primitive);
-    if (hit) return hit;
-    const plan = makePlan(primitive, undefined, path);
-    planCache.set(primitive, plan);
-    return plan;
-  }
-  return makePlan(primitive, range, path);
-}
-
-function makePlan(primitive: 'auto' | PrimitiveName, range: LockRange | undefined, path?: string): Plan {
-  const report = primitives();
-  const start = range ? range.offset : 0;
-  const len = range ? range.length : 0;
-  let resolved: ResolvedPrimitive;
-  if (primitive === 'auto') {
-    resolved = range ? report.autoRange : report.auto;
-  } else {
-    if (!report.available[primitive]) {
-      throw notSupportedError(path, `the '${primitive}' primitive is not available on ${report.platform} ${report.release}`,
-        `Use primitive 'auto' (here: '${report.auto}').`);
-    }
-    if (primitive === 'flock' && range) {
-      throw invalidArgValue('options.range', range, "cannot be used with primitive 'flock' (flock locks whole files)");
-    }
-    resolved = primitive;
-  }
-  switch (resolved) {
-    case 'flock+ofd':
-      return {
-        resolved,
-        steps: [
-          { primitive: C.FLOCK, start: 0, len: 0 },
-          { primitive: C.OFD, start: 0, len: 0 },
-        ],
-        registry: false,
-        poll: !C.NATIVE_WAIT,
-      };
-    case 'flock':
-      return { resolved, steps: [{ primitive: C.FLOCK, start: 0, len: 0 }], registry: false, poll: !C.NATIVE_WAIT };
-    case 'ofd':
-      return { resolved, steps: [{ primitive: C.OFD, start, len }], registry: false, poll: !C.NATIVE_WAIT };
-    case 'posix':
-      return { resolved, steps: [{ primitive: C.POSIX, start, len }], registry: true, poll: true };
-    case 'windows':
-      return {
-        resolved,
-        steps: [{ primitive: C.WINDOWS, start: range ? start : WINDOWS_LOCK_OFFSET, len: range ? len : 1 }],
-        registry: false,
-        poll: true,
-      };
-  }
-}
-
-export function parseLockOptions(options: unknown, path: string): ParsedLockOptions {
+export function parseLockOptions(options: unknown): ParsedLockOptions {
   const o = checkOptionsObject(options, LOCK_OPTION_NAMES);
   let mode: LockMode = DEFAULT_LOCK_OPTIONS.mode;
   if (o.mode !== undefined) {
@@ -240,8 +155,8 @@ export function parseLockOptions(options: unknown, path: string): ParsedLockOpti
   const signal = parseSignal(o.signal);
   let primitive: 'auto' | PrimitiveName = 'auto';
   if (o.primitive !== undefined) {
-    if (!['auto', 'flock', 'ofd', 'posix', 'windows'].includes(o.primitive as string)) {
-      throw invalidArgValue('options.primitive', o.primitive, "must be one of 'auto', 'flock', 'ofd', 'posix', 'windows'");
+    if (o.primitive !== 'auto' && !PRIMITIVE_NAMES.includes(o.primitive as PrimitiveName)) {
+      throw invalidArgValue('options.primitive', o.primitive, `must be one of 'auto', ${PRIMITIVE_NAMES.map((n) => `'${n}'`).join(', ')}`);
     }
     primitive = o.primitive as 'auto' | PrimitiveName;
   }
@@ -267,11 +182,9 @@ export function parseLockOptions(options: unknown, path: string): ParsedLockOpti
     record = parseBool(o.record, 'options.record', DEFAULT_LOCK_OPTIONS.record);
   }
   const allowUnsafeSymlink = parseBool(o.allowUnsafeSymlink, 'options.allowUnsafeSymlink', DEFAULT_LOCK_OPTIONS.allowUnsafeSymlink);
-  const plan = planFor(primitive, range, path);
   return {
     allowUnsafeSymlink,
     mode,
-    type: mode === 'exclusive' ? C.EXCLUSIVE : C.SHARED,
     timeout,
     signal,
     primitive,
@@ -280,6 +193,5 @@ export function parseLockOptions(options: unknown, path: string): ParsedLockOpti
     unlinkOnRelease,
     record,
     recordArgv,
-    plan,
   };
 }

@@ -8,8 +8,10 @@ import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { binding, C } from './binding.js';
 
+/** The primitives a caller can ask for (besides 'auto'). */
+export const PRIMITIVE_NAMES = Object.freeze(['flock', 'ofd', 'posix', 'windows'] as const);
 /** A primitive a caller can ask for. */
-export type PrimitiveName = 'flock' | 'ofd' | 'posix' | 'windows';
+export type PrimitiveName = (typeof PRIMITIVE_NAMES)[number];
 /** What a lock actually uses. */
 export type ResolvedPrimitive = 'flock+ofd' | 'flock' | 'ofd' | 'posix' | 'windows';
 

@@ -45,7 +45,7 @@ export function remaining(deadline: number): number {
 
 function failure(ctx: WaitContext, why: 'timeout' | 'abort'): WaitFailure {
   return (why === 'abort'
-    ? abortError(ctx.path, ctx.signal?.reason)
+    ? abortError(ctx.path, ctx.signal?.reason, 'while')
     : timeoutError(ctx.path, ctx.timeout, ctx.holder())) as WaitFailure;
 }
 

@@ -22,7 +22,7 @@ describe('no descriptor leaks', () => {
     const held = await lock(p);
     const failures: Array<() => unknown> = [
       () => lock(join(d, 'missing', 'x.lock')),
-      () => lock(join(d, 'adir')),
+      () => lock(join(d, 'adir'), { primitive: 'ofd' }),
       () => lock(p, { mode: 'bogus' as never }),
       () => lock(p, { timeout: 0 }),
       () => lockSync(p, { timeout: 0 }),

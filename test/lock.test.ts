@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync, mkdirSync, chmodSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import { inspect, lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
 import { binding } from '../src/binding.js';
@@ -223,9 +224,47 @@ describe('lock API', () => {
     const missingDir = join(d, 'no', 'such', 'dir', 'x.lock');
     await expect(lock(missingDir)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open', path: missingDir });
     mkdirSync(join(d, 'adir'));
-    await expect(lock(join(d, 'adir'))).rejects.toMatchObject({ code: 'EISDIR', path: join(d, 'adir') });
+    // OFD cannot lock a directory exclusively (read-only descriptor): EBADF with the path
+    await expect(lock(join(d, 'adir'), { primitive: 'ofd' })).rejects.toMatchObject({ code: 'EBADF', path: join(d, 'adir') });
     writeFileSync(join(d, 'file'), '');
     await expect(lock(join(d, 'file', 'x.lock'))).rejects.toMatchObject({ code: 'ENOTDIR' });
+  });
+
+  it.runIf(process.platform === 'linux')('locks a directory as flock(1) does: flock on a directory descriptor', async () => {
+    const dir = join(tempDir(), 'adir');
+    mkdirSync(dir);
+    const l = await lock(dir);
+    expect(l.primitive).toBe('flock'); // OFD cannot lock a directory exclusively
+    expect(execFileSync('sh', ['-c', `flock -n "${dir}" true; echo $?`]).toString().trim()).toBe('1');
+    expect(tryLock(dir)).toBeNull();
+    l.release();
+    expect(execFileSync('sh', ['-c', `flock -n "${dir}" true; echo $?`]).toString().trim()).toBe('0');
+    const s = await lock(dir, { mode: 'shared' });
+    expect(s.primitive).toBe('flock+ofd'); // shared locks need no write access
+    s.release();
+  });
+
+  it.runIf(process.platform === 'linux')('an exclusive lock on a file one may read but not write: flock takes it (as flock(1) does); OFD says EBADF', async () => {
+    const d = tempDir();
+    chmodSync(d, 0o755);
+    const p = join(d, 'readonly.lock');
+    writeFileSync(p, 'script');
+    chmodSync(p, 0o444);
+    const script = `
+      const f = require(${JSON.stringify(resolve(__dirname, '../dist/cjs/index.js'))});
+      (async () => {
+        const l = await f.lock(${JSON.stringify(p)});
+        const out = { primitive: l.primitive };
+        out.flock = require('node:child_process').spawnSync('flock', ['-n', ${JSON.stringify(p)}, 'true']).status;
+        l.release();
+        out.ofd = await f.lock(${JSON.stringify(p)}, { primitive: 'ofd' }).then(() => 'granted', (e) => e.code + ' ' + /read-only/.test(e.message));
+        console.log(JSON.stringify(out));
+      })();`;
+    // root may open anything for writing: run as another user when we are root
+    const cmd = process.getuid?.() === 0 ? ['setpriv', '--reuid=4242', '--regid=4242', '--clear-groups', process.execPath] : [process.execPath];
+    const out = JSON.parse(execFileSync(cmd[0]!, [...cmd.slice(1), '-e', script]).toString());
+    expect(out).toEqual({ primitive: 'flock', flock: 1, ofd: 'EBADF true' });
+    expect(readFileSync(p, 'utf8')).toBe('script');
   });
 
   it('rejects bad arguments and unknown options without touching the disk', async () => {

@@ -158,8 +158,9 @@ describe('fslock run keeps the lock as long as the command runs', () => {
       }
       handled++;
       expect(code, `run ${i}`).toBe(143);
-      if (existsSync(marker)) {
-        const pid = Number(readFileSync(marker, 'utf8'));
+      const pid = existsSync(marker) ? Number(readFileSync(marker, 'utf8').trim()) : 0;
+      // (an empty marker means the shell had not written its pid yet; never signal pid 0: that is our own group)
+      if (Number.isSafeInteger(pid) && pid > 1) {
         let alive = true;
         try {
           process.kill(pid, 0);

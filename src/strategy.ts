@@ -1,0 +1,308 @@
+/**
+ * How each primitive locks: the one place where a primitive's behaviour is
+ * decided. A `LockStrategy` knows the system calls that take, wait for,
+ * convert and release its lock on an open lock file (a `LockHandle`), built
+ * from the platform facts in primitives.ts. FileLock and the acquisition loop
+ * in lock.ts call it and never branch on the primitive.
+ *
+ * | strategy | steps | waits | shared↔exclusive |
+ * |---|---|---|---|
+ * | flock+ofd (Linux) | flock, then OFD, on one descriptor (a fixed order, so two fslock lockers cannot deadlock) | kernel, per step | OFD converts in place; flock drops and retakes |
+ * | flock | flock | kernel | drops and retakes (not atomic) |
+ * | ofd | OFD on the range | kernel | in place (atomic) |
+ * | posix | classic fcntl behind the native process-wide registry | poll | in place (atomic) |
+ * | windows | LockFileEx on one byte at 2^52, or the range | poll | downgrade: shared then unlock; upgrade: unlock then exclusive (not atomic) |
+ */
+import { binding, C } from './binding.js';
+import { FslockError, invalidArgValue, notSupportedError } from './errors.js';
+import { primitives, type PrimitiveName, type ResolvedPrimitive } from './primitives.js';
+import { kernelWait, kernelWaitSync, pollWait, pollWaitSync, type WaitContext, type WaitFailure } from './wait.js';
+import type { LockMode, LockRange } from './options.js';
+
+/**
+ * Where a Windows whole-file lock sits: one byte far beyond any data, so the
+ * file's contents stay readable by others (Windows byte-range locks are
+ * mandatory).
+ */
+export const WINDOWS_LOCK_OFFSET = 2 ** 52;
+
+/** An open lock file and what this process holds on it. */
+export interface LockHandle {
+  /** The descriptor (a HANDLE value on Windows); -1 once closed or given to a stuck waiter thread. */
+  fd: number;
+  /** Opened read-write (an exclusive lock needs that for OFD, POSIX and Windows). */
+  writable: boolean;
+  /** The POSIX registry's holder id, while the registry strategy holds a lock. */
+  registryId: number | null;
+}
+
+/** One lock system call: which primitive, on which range. */
+export interface Step {
+  primitive: number;
+  start: number;
+  len: number;
+}
+
+export interface UpgradeOutcome {
+  /** false: for a moment nothing was held (flock, Windows). */
+  atomic: boolean;
+}
+
+/** Thrown by `tryUpgrade` and `upgrade` when a failed upgrade could not keep the shared lock. */
+export interface LostLock {
+  lost?: boolean;
+}
+
+export const typeOf = (mode: LockMode): number => (mode === 'exclusive' ? C.EXCLUSIVE : C.SHARED);
+
+export abstract class LockStrategy {
+  constructor(
+    /** What a FileLock reports as its `primitive`. */
+    readonly resolved: ResolvedPrimitive,
+    /** Taken in this order. */
+    readonly steps: readonly Step[],
+    /** Waits poll with backoff instead of blocking in the kernel. */
+    readonly poll: boolean,
+  ) {}
+
+  /** One non-blocking try of one step. */
+  abstract tryStep(h: LockHandle, step: Step, type: number): boolean;
+  /** Releases everything held on `h` (explicitly, before the descriptor is closed). */
+  abstract unlock(h: LockHandle): void;
+  /** Exclusive → shared, without letting anyone in between where the primitive allows. */
+  abstract downgrade(h: LockHandle): void;
+  /** Shared → exclusive on one step without waiting; false when others hold it. */
+  protected abstract tryConvert(h: LockHandle, step: Step): { granted: boolean; dropped: boolean };
+  /** Back to shared after a failed upgrade; false when the shared lock is gone. */
+  protected abstract restoreShared(h: LockHandle): boolean;
+
+  /** Converts in place without ever releasing (OFD, POSIX), so it is tried first in upgrades. */
+  protected convertsInPlace(step: Step): boolean {
+    return step.primitive === C.OFD || step.primitive === C.POSIX;
+  }
+
+  /** Waits for one step (kernel wait or polling, as this strategy waits). */
+  async wait(h: LockHandle, step: Step, type: number, ctx: WaitContext): Promise<void> {
+    if (this.poll) await pollWait(() => this.tryStep(h, step, type), ctx);
+    else await kernelWait({ primitive: step.primitive, fd: h.fd, type, start: step.start, len: step.len }, ctx);
+  }
+
+  /** Synchronous twin of wait(). */
+  waitSync(h: LockHandle, step: Step, type: number, ctx: WaitContext): void {
+    if (this.poll) pollWaitSync(() => this.tryStep(h, step, type), ctx);
+    else kernelWaitSync({ primitive: step.primitive, fd: h.fd, type, start: step.start, len: step.len }, ctx);
+  }
+
+  /**
+   * Shared → exclusive, waiting (`ctx`) for other shared holders to leave, or
+   * failing at once with `onContended()` when `mayWait` is false. On failure
+   * the shared lock is restored where the primitive allows; where it is gone
+   * the error gets `lost: true`.
+   */
+  async upgrade(h: LockHandle, ctx: WaitContext, mayWait: boolean, onContended: () => Error): Promise<UpgradeOutcome> {
+    let atomic = true;
+    // In-place conversions first: once they are exclusive no OFD/POSIX locker
+    // can get in, whatever happens to the parts that cannot convert.
+    const order = [...this.steps].sort((x, y) => Number(this.convertsInPlace(y)) - Number(this.convertsInPlace(x)));
+    try {
+      for (const step of order) {
+        const r = this.tryConvert(h, step);
+        if (r.dropped) atomic = false;
+        if (r.granted) continue;
+        if (!mayWait) throw onContended();
+        await this.wait(h, step, C.EXCLUSIVE, ctx);
+      }
+    } catch (err) {
+      if ((err as WaitFailure).stuck) {
+        h.fd = -1; // the descriptor belongs to a waiter thread that could not be interrupted
+        (err as LostLock).lost = true;
+      } else if (!this.restoreShared(h)) {
+        (err as LostLock).lost = true;
+      }
+      throw err;
+    }
+    return { atomic };
+  }
+}
+
+/** flock, OFD and their Linux pair: one kernel call per step on one descriptor. */
+class KernelStrategy extends LockStrategy {
+  tryStep(h: LockHandle, step: Step, type: number): boolean {
+    return binding.lock(step.primitive, h.fd, type, step.start, step.len, false);
+  }
+
+  unlock(h: LockHandle): void {
+    // In reverse order, explicitly: a child between fork and exec still
+    // references the open file description, and only an explicit unlock
+    // releases the lock for everyone at once.
+    for (let i = this.steps.length - 1; i >= 0; i--) {
+      const s = this.steps[i] as Step;
+      binding.lock(s.primitive, h.fd, C.UNLOCK, s.start, s.len, false);
+    }
+  }
+
+  downgrade(h: LockHandle): void {
+    // OFD converts atomically; Linux converts flock under one kernel lock.
+    for (const s of this.steps) binding.lock(s.primitive, h.fd, C.SHARED, s.start, s.len, false);
+  }
+
+  protected tryConvert(h: LockHandle, step: Step): { granted: boolean; dropped: boolean } {
+    const granted = binding.lock(step.primitive, h.fd, C.EXCLUSIVE, step.start, step.len, false);
+    // A refused flock upgrade has dropped the shared lock already.
+    return { granted, dropped: !granted && !this.convertsInPlace(step) };
+  }
+
+  protected restoreShared(h: LockHandle): boolean {
+    // A no-op where still shared, an atomic downgrade where a step became
+    // exclusive (or was granted as the wait was cancelled), a fresh try where
+    // flock dropped it.
+    try {
+      for (const s of this.steps) {
+        if (!binding.lock(s.primitive, h.fd, C.SHARED, s.start, s.len, false)) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Windows: LockFileEx locks do not convert; the same handle may hold both modes at once. */
+class WindowsStrategy extends KernelStrategy {
+  override downgrade(h: LockHandle): void {
+    // The shared lock may overlap our exclusive one on the same handle; the
+    // first unlock then removes the exclusive one, leaving the shared one.
+    for (const s of this.steps) {
+      binding.lock(s.primitive, h.fd, C.SHARED, s.start, s.len, false);
+      binding.lock(s.primitive, h.fd, C.UNLOCK, s.start, s.len, false);
+    }
+  }
+
+  protected override tryConvert(h: LockHandle, step: Step): { granted: boolean; dropped: boolean } {
+    binding.lock(step.primitive, h.fd, C.UNLOCK, step.start, step.len, false);
+    return { granted: binding.lock(step.primitive, h.fd, C.EXCLUSIVE, step.start, step.len, false), dropped: true };
+  }
+
+  protected override restoreShared(h: LockHandle): boolean {
+    try {
+      for (const s of this.steps) {
+        if (!binding.lock(s.primitive, h.fd, C.SHARED, s.start, s.len, false)) return false;
+      }
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** Classic POSIX locks behind the native process-wide registry (see README "Choosing a primitive"). */
+class RegistryStrategy extends LockStrategy {
+  tryStep(h: LockHandle, step: Step, type: number): boolean {
+    const id = binding.registryLock(h.fd, type, step.start, step.len);
+    if (id === null) return false;
+    h.registryId = id;
+    return true;
+  }
+
+  unlock(h: LockHandle): void {
+    if (h.registryId === null) return;
+    const id = h.registryId;
+    h.registryId = null;
+    binding.registryUnlock(id);
+  }
+
+  downgrade(h: LockHandle): void {
+    binding.registryChange(h.registryId as number, C.SHARED);
+  }
+
+  protected tryConvert(h: LockHandle): { granted: boolean; dropped: boolean } {
+    return { granted: binding.registryChange(h.registryId as number, C.EXCLUSIVE), dropped: false };
+  }
+
+  override async wait(h: LockHandle, step: Step, type: number, ctx: WaitContext): Promise<void> {
+    if (h.registryId !== null) {
+      // an upgrade: wait for the registry to let our holder become exclusive
+      await pollWait(() => binding.registryChange(h.registryId as number, C.EXCLUSIVE), ctx);
+      return;
+    }
+    await pollWait(() => this.tryStep(h, step, type), ctx);
+  }
+
+  protected restoreShared(h: LockHandle): boolean {
+    try {
+      binding.registryChange(h.registryId as number, C.SHARED);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockStrategy {
+  const start = range ? range.offset : 0;
+  const len = range ? range.length : 0;
+  const kernelWaits = C.NATIVE_WAIT;
+  switch (resolved) {
+    case 'flock+ofd':
+      return new KernelStrategy(resolved, [
+        { primitive: C.FLOCK, start: 0, len: 0 },
+        { primitive: C.OFD, start: 0, len: 0 },
+      ], !kernelWaits);
+    case 'flock':
+      return new KernelStrategy(resolved, [{ primitive: C.FLOCK, start: 0, len: 0 }], !kernelWaits);
+    case 'ofd':
+      return new KernelStrategy(resolved, [{ primitive: C.OFD, start, len }], !kernelWaits);
+    case 'posix':
+      return new RegistryStrategy(resolved, [{ primitive: C.POSIX, start, len }], true);
+    case 'windows':
+      // Windows waits poll: Wine (where it is tested) cannot complete or cancel an overlapped wait.
+      return new WindowsStrategy(resolved, [{ primitive: C.WINDOWS, start: range ? start : WINDOWS_LOCK_OFFSET, len: range ? len : 1 }], true);
+  }
+}
+
+const wholeFile = new Map<string, LockStrategy>();
+
+/**
+ * The strategy for a requested primitive (and range) on this platform.
+ * Throws ENOTSUP for a primitive this platform lacks.
+ */
+export function strategyFor(primitive: 'auto' | PrimitiveName, range: LockRange | undefined, path?: string): LockStrategy {
+  if (!range) {
+    const hit = wholeFile.get(primitive);
+    if (hit) return hit;
+  }
+  const report = primitives();
+  let resolved: ResolvedPrimitive;
+  if (primitive === 'auto') {
+    resolved = range ? report.autoRange : report.auto;
+  } else {
+    if (!report.available[primitive]) {
+      throw notSupportedError(path, `the '${primitive}' primitive is not available on ${report.platform} ${report.release}`,
+        `Use primitive 'auto' (here: '${report.auto}').`);
+    }
+    if (primitive === 'flock' && range) {
+      throw invalidArgValue('options.range', range, "cannot be used with primitive 'flock' (flock locks whole files)");
+    }
+    resolved = primitive;
+  }
+  const s = build(resolved, range);
+  if (!range) wholeFile.set(primitive, s);
+  return s;
+}
+
+/**
+ * The strategy for an exclusive whole-file lock on a file that could only be
+ * opened read-only (a file you may read but not write, a directory): flock
+ * takes exclusive locks on any descriptor, OFD, POSIX and Windows need write
+ * access. So 'auto' and 'flock' fall back to flock alone (and say so in
+ * `FileLock.primitive`); other primitives cannot, and that is EBADF.
+ */
+export function readOnlyExclusive(s: LockStrategy, requested: 'auto' | PrimitiveName, path: string, range: LockRange | undefined): LockStrategy {
+  if (s.steps.every((x) => x.primitive === C.FLOCK)) return s;
+  if ((requested === 'auto' || requested === 'flock') && !range && primitives().available.flock) {
+    return strategyFor('flock', undefined, path);
+  }
+  throw new FslockError('EBADF', `EBADF: the lock file could only be opened read-only (it is not writable, or it is ` +
+    `a directory), so '${s.resolved}' cannot lock it exclusively, '${path}'. Make it writable, lock it in shared mode, ` +
+    "or use primitive 'flock' (which can).", { path });
+}

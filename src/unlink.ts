@@ -1,0 +1,62 @@
+/**
+ * unlinkOnRelease: delete a lock file only if it is provably the one held.
+ *
+ * Checking the path and then unlinking it would be two steps a racer can
+ * separate (swapping another file in between), so the path is first moved
+ * aside to a unique name in one atomic rename, the moved file is checked, and
+ * a file that is not the held one is put back without replacing anything that
+ * appeared at the path meanwhile. fslock never writes into lock files, so a
+ * lock file is empty: a file with data in it is somebody's and is never
+ * deleted either.
+ */
+import { linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+import { binding } from './binding.js';
+import { errorCode } from './errors.js';
+
+/** Deletes the file at `path` if it is the file with `identity` ("dev:ino") and empty. */
+export function unlinkIfHeld(path: string, identity: string): void {
+  const aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    renameSync(path, aside);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return; // already gone
+    throw err;
+  }
+  let moved: { id: string; size: bigint } | null = null;
+  try {
+    const st = lstatSync(aside, { bigint: true });
+    moved = { id: `${st.dev}:${st.ino}`, size: st.size };
+  } catch {
+    moved = null;
+  }
+  if (moved && moved.id === identity && moved.size === 0n) {
+    unlinkSync(aside);
+    return;
+  }
+  putBack(aside, path);
+}
+
+/** Renames `from` back to `to` without replacing anything now at `to`. */
+function putBack(from: string, to: string): void {
+  try {
+    binding.renameNoReplace(from, to);
+    return;
+  } catch (err) {
+    if (errorCode(err) !== 'ENOSYS') return warnLeftAside(from, to, err);
+  }
+  try {
+    linkSync(from, to); // no atomic no-replace rename here: link fails on EEXIST
+    unlinkSync(from);
+  } catch (err) {
+    warnLeftAside(from, to, err);
+  }
+}
+
+function warnLeftAside(from: string, to: string, err: unknown): void {
+  if (errorCode(err) === 'ENOENT') return;
+  process.emitWarning(`fslock: a file that replaced the lock file '${to}' while it was being released could not be put ` +
+    `back (${errorCode(err) ?? 'error'}: another file is there now); it was left, untouched, at '${from}'`,
+  { code: 'FSLOCK_LEFT_ASIDE', type: 'FslockWarning' });
+}
