@@ -2,7 +2,10 @@
   "targets": [
     {
       "target_name": "fslock",
-      "sources": ["native/addon.cc", "native/lock.cc", "native/errors.cc"],
+      "sources": [
+        "native/addon.cc", "native/instance.cc", "native/errors.cc", "native/files.cc",
+        "native/locks.cc", "native/waits.cc", "native/registry.cc", "native/marks.cc"
+      ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": [
         "NAPI_VERSION=8",
@@ -14,7 +17,10 @@
           "sources": ["native/platform/win32.cc"],
           "defines": ["WIN32_LEAN_AND_MEAN", "NOMINMAX"]
         }, {
-          "sources": ["native/platform/posix.cc"],
+          "sources": [
+            "native/platform/posix_calls.cc", "native/platform/posix_waiter.cc",
+            "native/platform/posix_registry.cc"
+          ],
           "libraries": ["-lpthread"]
         }],
         ["OS=='mac'", {

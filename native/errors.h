@@ -7,17 +7,9 @@
 
 namespace fslock {
 
-struct ErrorName {
-  std::string code;     // "ENOENT"
-  std::string message;  // "no such file or directory"
-  int uv_errno;         // Node's negative errno value
-};
-
-// Describes a platform error number (errno, or GetLastError() on Windows).
-ErrorName DescribeError(int err);
-
 // Builds an Error like Node's fs errors: message "CODE: text, syscall 'path'",
-// with code, errno, syscall and (when given) path properties.
+// with code, errno, syscall and (when given) path properties. The error
+// number is described by platform::DescribeError.
 Napi::Error MakeSystemError(Napi::Env env, int err, const char* syscall,
                             const std::string& path = std::string());
 

@@ -20,6 +20,14 @@ const DLLTOOL = process.env.MINGW_DLLTOOL || 'x86_64-w64-mingw32-dlltool';
 const headers = path.dirname(require.resolve('node-api-headers/package.json'));
 const addonApi = path.dirname(require.resolve('node-addon-api/package.json'));
 
+/** The sources binding.gyp compiles for Windows: the common list plus the OS=='win' condition's. */
+function windowsSources() {
+  const gyp = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8'));
+  const target = gyp.targets.find((t) => t.target_name === 'fslock');
+  const win = target.conditions.find((c) => c[0] === "OS=='win'");
+  return [...target.sources, ...win[1].sources];
+}
+
 function run(cmd, args) {
   try {
     execFileSync(cmd, args, { stdio: 'inherit', cwd: root });
@@ -40,7 +48,7 @@ run(CXX, [
   '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DWIN32_LEAN_AND_MEAN', '-DNOMINMAX', '-D_WIN32_WINNT=0x0A00',
   `-DFSLOCK_SOURCE_HASH="${sourceHash(root)}"`,
   '-I', path.join(headers, 'include'), '-I', addonApi,
-  'native/addon.cc', 'native/lock.cc', 'native/errors.cc', 'native/platform/win32.cc',
+  ...windowsSources(),
   '-o', target,
   '-L', out, '-lnode_api',
   '-static', '-static-libgcc', '-static-libstdc++', '-s',

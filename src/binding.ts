@@ -61,6 +61,25 @@ export interface Binding {
   readAt(fd: number, data: Buffer, offset: number): number;
   /** rename that fails with EEXIST instead of replacing; ENOSYS where it cannot. */
   renameNoReplace(from: string, to: string): void;
+  /**
+   * Fast path: opens `path` (read-write, never following or creating through a
+   * symlink; OPEN_CREATE creates a missing file with O_EXCL), takes the steps
+   * (primitive, start, len triples) in order without waiting, and checks the
+   * file is still the one at `path`. Returns its identity; `out[0]` is the
+   * descriptor, `out[1]` -1 when every step was taken, else the contended
+   * step (the descriptor stays open holding the earlier ones).
+   */
+  acquire(path: string, flags: number, type: number, steps: number, ...triples: number[]): string;
+  /**
+   * Fast path: unlocks the steps in reverse order, then closes — or, given a
+   * final path (the one it was acquired by), keeps the descriptor open
+   * (unlocked) for the next acquire() of that path.
+   */
+  release(fd: number, type: number, steps: number, ...triplesThenKeepOpenPath: Array<number | string | undefined>): void;
+  /** Closes kept-open descriptors idle for `idleMs` (0: all); returns how many stay. */
+  sweepCache(idleMs: number): number;
+  /** Results of acquire(): [descriptor, contended step or -1]. */
+  out: Float64Array;
   /** One lock system call; false when contended (never for unlock). */
   lock(primitive: number, fd: number, type: number, start: number, len: number, wait: boolean): boolean;
   query(primitive: number, fd: number, type: number, start: number, len: number): QueryResult;
@@ -74,7 +93,7 @@ export interface Binding {
   ): WaitHandle;
   waitCancel(handle: WaitHandle, budgetMs: number): CancelOutcome;
   /** 1 granted, 0 timed out, 2 stuck (the fd now belongs to the waiter thread). */
-  waitSync(primitive: number, fd: number, type: number, start: number, len: number, timeoutMs: number): 0 | 1 | 2;
+  waitSync(primitive: number, fd: number, type: number, start: number, len: number, timeoutMs: number, budgetMs: number): 0 | 1 | 2;
   /** Holder id, or null when contended (in this process or another). */
   registryLock(fd: number, type: number, start: number, len: number): number | null;
   registryChange(holder: number, type: number): boolean;

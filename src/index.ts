@@ -11,6 +11,6 @@ export type { LockInfo, KernelLock } from './inspect.js';
 export { primitives } from './primitives.js';
 export type { PrimitiveName, PrimitiveReport, ResolvedPrimitive } from './primitives.js';
 export { DEFAULT_LOCK_OPTIONS } from './options.js';
-export { WINDOWS_LOCK_OFFSET } from './strategy.js';
+export { WINDOWS_LOCK_OFFSET, KEEP_OPEN_IDLE_MS, closeIdleDescriptors } from './strategy.js';
 export type { LockOptions, LockMode, LockRange } from './options.js';
 export { FslockError } from './errors.js';

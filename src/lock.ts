@@ -124,6 +124,14 @@ interface Contended extends Opened {
   step: number;
 }
 
+/** Errors of the native fast path that the general path handles (symlinks, read-only files, directories). */
+const SLOW_PATH_CODES = new Set(['ELOOP', 'EMLINK', 'EFTYPE', 'EACCES', 'EROFS', 'EPERM', 'EISDIR']);
+
+function finishLock(path: string, p: ParsedLockOptions, o: Opened, identity: string): FileLock {
+  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(path, identity, p.recordArgv) : null;
+  return new FileLock(path, o.h, o.s, p, identity, rec);
+}
+
 /**
  * Takes the steps from `from` on without waiting. Returns the FileLock, the
  * contended step, or null when the file at `path` changed (start again).
@@ -139,12 +147,30 @@ function advance(path: string, p: ParsedLockOptions, o: Opened, from: number): F
     undo(o); // the file was replaced or deleted while we waited: start over
     return null;
   }
-  const rec = p.mode === 'exclusive' && !p.range && p.record ? writeRecord(path, identity, p.recordArgv) : null;
-  return new FileLock(path, o.h, o.s, p, identity, rec);
+  return finishLock(path, p, o, identity);
 }
 
 /** Opens and tries; loops while the file changes under us. */
 function begin(path: string, p: ParsedLockOptions, s: LockStrategy): FileLock | Contended {
+  if (s.fast && !p.createNew) {
+    // One native call: open, every step, identity check.
+    let r = null;
+    try {
+      r = s.acquireFast(path, p.create, typeOf(p.mode));
+    } catch (err) {
+      if (!SLOW_PATH_CODES.has(errorCode(err) ?? '')) throw err;
+    }
+    if (r) {
+      const o: Opened = { h: { fd: r.fd, writable: true, registryId: null }, s };
+      if (r.contended >= 0) return { ...o, step: r.contended };
+      try {
+        return finishLock(path, p, o, r.identity);
+      } catch (err) {
+        undo(o);
+        throw err;
+      }
+    }
+  }
   for (;;) {
     const o = openHandle(path, p, s);
     try {
@@ -273,6 +299,7 @@ export class FileLock {
   #handle: LockHandle;
   #strategy: LockStrategy;
   #unlinkOnRelease: boolean;
+  #keepOpen: boolean;
   #record: WrittenRecord | null;
   #recordEnabled: boolean;
   #recordArgv: string[] | undefined;
@@ -287,6 +314,7 @@ export class FileLock {
     this.#handle = h;
     this.#strategy = s;
     this.#unlinkOnRelease = p.unlinkOnRelease;
+    this.#keepOpen = p.keepOpen && !p.unlinkOnRelease;
     this.#record = record;
     this.#recordEnabled = p.record;
     this.#recordArgv = p.recordArgv;
@@ -338,11 +366,11 @@ export class FileLock {
     }
     if (h.fd < 0) return;
     try {
-      this.#strategy.unlock(h);
+      // unlocks every step explicitly, then closes (or keeps the descriptor for the next lock of this path)
+      this.#strategy.releaseFast(h, this.#keepOpen ? this.path : undefined);
     } catch (err) {
       failure ??= err;
     } finally {
-      binding.close(h.fd);
       h.fd = -1;
     }
     if (failure) throw withPath(failure, this.path);
@@ -436,7 +464,7 @@ export class FileLock {
 
 // ---------------------------------------------------------------------------
 
-const TRY_LOCK_OPTIONS = new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record', 'allowUnsafeSymlink']);
+const TRY_LOCK_OPTIONS = new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record', 'allowUnsafeSymlink', 'keepOpen']);
 const LOCK_SYNC_OPTIONS = new Set([...TRY_LOCK_OPTIONS, 'timeout']);
 
 /** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */
@@ -449,8 +477,7 @@ export async function lock(path: string, options?: LockOptions): Promise<FileLoc
 /** One synchronous try; null when someone else holds the lock. Never waits. */
 export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 'signal'>): FileLock | null {
   checkPath(path);
-  const o = checkOptionsObject(options, TRY_LOCK_OPTIONS);
-  const p = parseLockOptions(o);
+  const p = parseLockOptions(options === undefined ? undefined : checkOptionsObject(options, TRY_LOCK_OPTIONS));
   return acquireSync(path, p, false);
 }
 
@@ -461,8 +488,7 @@ export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 's
  */
 export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): FileLock {
   checkPath(path);
-  const o = checkOptionsObject(options, LOCK_SYNC_OPTIONS);
-  const p = parseLockOptions(o);
+  const p = parseLockOptions(options === undefined ? undefined : checkOptionsObject(options, LOCK_SYNC_OPTIONS));
   return acquireSync(path, p, true) as FileLock;
 }
 

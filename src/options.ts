@@ -47,6 +47,15 @@ export interface LockOptions {
    * a link either way.
    */
   allowUnsafeSymlink?: boolean;
+  /**
+   * After release, keep the descriptor open (unlocked) for the next lock of
+   * the same path in this thread, for at most KEEP_OPEN_IDLE_MS (500 ms):
+   * repeated locking then skips open() and close(). Default true (not on
+   * Windows). false closes it at once — for a file on a filesystem you are
+   * about to unmount, or one you will delete. `closeIdleDescriptors()`
+   * closes all kept ones.
+   */
+  keepOpen?: boolean;
 }
 
 /** Documented defaults. */
@@ -58,6 +67,7 @@ export const DEFAULT_LOCK_OPTIONS = Object.freeze({
   unlinkOnRelease: false,
   record: false,
   allowUnsafeSymlink: false,
+  keepOpen: true,
 });
 
 export interface ParsedLockOptions {
@@ -72,6 +82,7 @@ export interface ParsedLockOptions {
   /** Command line to record (none when undefined). */
   recordArgv: string[] | undefined;
   allowUnsafeSymlink: boolean;
+  keepOpen: boolean;
   /** @internal the file must be created by this call (O_EXCL) */
   createNew?: boolean;
 }
@@ -86,6 +97,7 @@ const LOCK_OPTION_NAMES = new Set([
   'unlinkOnRelease',
   'record',
   'allowUnsafeSymlink',
+  'keepOpen',
 ]);
 
 export function checkPath(path: unknown, name = 'path'): string {
@@ -95,8 +107,10 @@ export function checkPath(path: unknown, name = 'path'): string {
   return path;
 }
 
+const NO_OPTIONS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
+
 export function checkOptionsObject(options: unknown, allowed: Set<string>, name = 'options'): Record<string, unknown> {
-  if (options === undefined) return {};
+  if (options === undefined) return NO_OPTIONS;
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw invalidArgType(name, 'of type object', options);
   }
@@ -142,7 +156,15 @@ function parseRange(value: unknown): LockRange | undefined {
   return { offset: r.offset as number, length: r.length as number };
 }
 
+/** The parsed defaults: the fast path for a call without options (never mutated). */
+let parsedDefaults: ParsedLockOptions | undefined;
+
 export function parseLockOptions(options: unknown): ParsedLockOptions {
+  if (options === undefined) return (parsedDefaults ??= Object.freeze(parseLockOptionsSlow({})) as ParsedLockOptions);
+  return parseLockOptionsSlow(options);
+}
+
+function parseLockOptionsSlow(options: unknown): ParsedLockOptions {
   const o = checkOptionsObject(options, LOCK_OPTION_NAMES);
   let mode: LockMode = DEFAULT_LOCK_OPTIONS.mode;
   if (o.mode !== undefined) {
@@ -184,6 +206,7 @@ export function parseLockOptions(options: unknown): ParsedLockOptions {
   const allowUnsafeSymlink = parseBool(o.allowUnsafeSymlink, 'options.allowUnsafeSymlink', DEFAULT_LOCK_OPTIONS.allowUnsafeSymlink);
   return {
     allowUnsafeSymlink,
+    keepOpen: parseBool(o.keepOpen, 'options.keepOpen', DEFAULT_LOCK_OPTIONS.keepOpen),
     mode,
     timeout,
     signal,

@@ -55,6 +55,13 @@ export interface LostLock {
 
 export const typeOf = (mode: LockMode): number => (mode === 'exclusive' ? C.EXCLUSIVE : C.SHARED);
 
+/** What the native fast path reports: the descriptor, its identity, and the contended step or -1. */
+export interface FastResult {
+  fd: number;
+  identity: string;
+  contended: number;
+}
+
 export abstract class LockStrategy {
   constructor(
     /** What a FileLock reports as its `primitive`. */
@@ -64,6 +71,31 @@ export abstract class LockStrategy {
     /** Waits poll with backoff instead of blocking in the kernel. */
     readonly poll: boolean,
   ) {}
+
+  /**
+   * Whether open + every step + the identity check can run as one native
+   * call (acquireFast / releaseFast): plain kernel locks, not the registry.
+   */
+  get fast(): boolean {
+    return false;
+  }
+
+  /** The native fast path (see `fast`): throws the open's errors as they are. */
+  acquireFast(_path: string, _create: boolean, _type: number): FastResult {
+    throw new Error('fslock: no fast path for this primitive');
+  }
+
+  /**
+   * Unlocks every step (reverse order) and closes, in one native call; with
+   * `keepOpenPath` the descriptor may stay open for the next lock of that path.
+   */
+  releaseFast(h: LockHandle, _keepOpenPath?: string): void {
+    try {
+      this.unlock(h);
+    } finally {
+      binding.close(h.fd);
+    }
+  }
 
   /** One non-blocking try of one step. */
   abstract tryStep(h: LockHandle, step: Step, type: number): boolean;
@@ -127,6 +159,38 @@ export abstract class LockStrategy {
 
 /** flock, OFD and their Linux pair: one kernel call per step on one descriptor. */
 class KernelStrategy extends LockStrategy {
+  // the steps as the native fast path takes them: count, then (primitive, start, len) each
+  readonly #n: number;
+  readonly #a: number[];
+
+  constructor(resolved: ResolvedPrimitive, steps: readonly Step[], poll: boolean) {
+    super(resolved, steps, poll);
+    this.#n = steps.length;
+    this.#a = steps.flatMap((x) => [x.primitive, x.start, x.len]);
+  }
+
+  override get fast(): boolean {
+    return true;
+  }
+
+  override acquireFast(path: string, create: boolean, type: number): FastResult {
+    const a = this.#a;
+    const flags = C.OPEN_WRITE | (create ? C.OPEN_CREATE : 0);
+    const identity = this.#n === 2
+      ? binding.acquire(path, flags, type, 2, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!)
+      : binding.acquire(path, flags, type, 1, a[0]!, a[1]!, a[2]!);
+    const out = binding.out;
+    return { fd: out[0]!, identity, contended: out[1]! };
+  }
+
+  override releaseFast(h: LockHandle, keepOpenPath?: string): void {
+    const a = this.#a;
+    const keep = KEEP_OPEN ? keepOpenPath : undefined;
+    if (this.#n === 2) binding.release(h.fd, C.UNLOCK, 2, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, keep);
+    else binding.release(h.fd, C.UNLOCK, 1, a[0]!, a[1]!, a[2]!, keep);
+    if (keep !== undefined) armSweep();
+  }
+
   tryStep(h: LockHandle, step: Step, type: number): boolean {
     return binding.lock(step.primitive, h.fd, type, step.start, step.len, false);
   }
@@ -258,6 +322,35 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
       // Windows waits poll: Wine (where it is tested) cannot complete or cancel an overlapped wait.
       return new WindowsStrategy(resolved, [{ primitive: C.WINDOWS, start: range ? start : WINDOWS_LOCK_OFFSET, len: range ? len : 1 }], true);
   }
+}
+
+/**
+ * Released descriptors are kept open (unlocked) for the next lock of the same
+ * path (option `keepOpen`, default true), so a lock taken again and again (a
+ * build tool, a CLI loop, a queue) skips open() and close(): at most 16 per
+ * thread, each closed after KEEP_OPEN_IDLE_MS unused; a file deleted or
+ * replaced meanwhile is noticed by the identity check and its descriptor
+ * closed. Not on Windows, where an open handle can get in the way of
+ * removing the directory.
+ */
+const KEEP_OPEN = process.platform !== 'win32';
+export const KEEP_OPEN_IDLE_MS = 500;
+let sweepArmed = false;
+
+function armSweep(): void {
+  if (sweepArmed) return;
+  sweepArmed = true;
+  setTimeout(sweep, KEEP_OPEN_IDLE_MS).unref();
+}
+
+function sweep(): void {
+  sweepArmed = false;
+  if (binding.sweepCache(KEEP_OPEN_IDLE_MS) > 0) armSweep();
+}
+
+/** Closes every descriptor this thread keeps open for reuse (see the `keepOpen` option). */
+export function closeIdleDescriptors(): void {
+  binding.sweepCache(0);
 }
 
 const wholeFile = new Map<string, LockStrategy>();

@@ -37,7 +37,17 @@ export interface WaitFailure extends Error {
   stuck?: boolean;
 }
 
-const CANCEL_BUDGET_MS = 1000;
+/**
+ * How long a cancel (timeout, abort) keeps interrupting a kernel wait before
+ * it gives up and leaves the descriptor to the waiter thread ('stuck': an
+ * uninterruptible FUSE or NFS call). The one budget for asynchronous and
+ * synchronous waits; environment teardown uses a shorter one in native code
+ * (kTeardownCancelBudgetMs in native/waits.cc), since a worker must go away.
+ */
+export const CANCEL_BUDGET_MS = 1000;
+
+/** The longest delay setTimeout honours (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function remaining(deadline: number): number {
   return deadline === Infinity ? Infinity : Math.max(0, deadline - performance.now());
@@ -88,8 +98,6 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<void> {
   });
 }
 
-/** The longest delay setTimeout honours (a longer one fires at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Calls `attempt` until it returns true, sleeping with capped backoff in between. */
 export async function pollWait(attempt: () => boolean, ctx: WaitContext): Promise<void> {
@@ -140,7 +148,7 @@ export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
     }
     // The native wait takes whole milliseconds; wait in steps a native clock
     // cannot overflow (a timeout of 1e13 ms or Number.MAX_VALUE must not end early).
-    const r = binding.waitSync(req.primitive, req.fd, req.type, req.start, req.len, Math.ceil(Math.min(ms, MAX_TIMER_MS)));
+    const r = binding.waitSync(req.primitive, req.fd, req.type, req.start, req.len, Math.ceil(Math.min(ms, MAX_TIMER_MS)), CANCEL_BUDGET_MS);
     if (r === 1) return;
     if (r === 0 && remaining(ctx.deadline) > 0) continue;
     const err = failure(ctx, 'timeout');

@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync, mkdirSync, chmodSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, mkdirSync, chmodSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
-import { inspect, lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
+import { closeIdleDescriptors, inspect, KEEP_OPEN_IDLE_MS, lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
 import { binding } from '../src/binding.js';
 import { cleanupTempDirs, since, sleep, startNode, tempDir } from './helpers.js';
 
@@ -306,6 +306,44 @@ describe('lock API', () => {
     const s = tryLock(p, { mode: 'shared' });
     expect(s).not.toBeNull();
     s!.release();
+  });
+});
+
+describe('keepOpen: a released descriptor kept for the next lock of the path', () => {
+  const fds = () => readdirSync('/proc/self/fd').length;
+  it.runIf(process.platform === 'linux')('is reused, closed by closeIdleDescriptors or after the idle time, and never with keepOpen: false', async () => {
+    const p = join(tempDir(), 'k.lock');
+    closeIdleDescriptors();
+    const before = fds();
+    lockSync(p).release();
+    expect(fds()).toBe(before + 1); // kept, unlocked
+    expect(execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`]).toString().trim()).toBe('0'); // and not locked
+    for (let i = 0; i < 100; i++) lockSync(p).release();
+    expect(fds()).toBe(before + 1); // the same one, reused
+    closeIdleDescriptors();
+    expect(fds()).toBe(before);
+    lockSync(p, { keepOpen: false }).release();
+    expect(fds()).toBe(before);
+    lockSync(p).release();
+    await sleep(KEEP_OPEN_IDLE_MS * 2 + 100);
+    expect(fds()).toBe(before); // swept after the idle time
+  });
+
+  it.runIf(process.platform === 'linux')('a file replaced or deleted meanwhile is never locked through the kept descriptor', () => {
+    const d = tempDir();
+    const p = join(d, 'r.lock');
+    lockSync(p).release(); // kept
+    writeFileSync(join(d, 'new'), '');
+    renameSync(join(d, 'new'), p); // replaced
+    const l = lockSync(p);
+    expect(execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`]).toString().trim()).toBe('1'); // the new file is the one held
+    l.release();
+    rmSync(p);
+    const l2 = lockSync(p); // deleted: created afresh
+    expect(existsSync(p)).toBe(true);
+    expect(execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`]).toString().trim()).toBe('1');
+    l2.release();
+    closeIdleDescriptors();
   });
 });
 

@@ -1,10 +1,15 @@
 // Plain C++ interface to the operating system's lock primitives.
 //
-// Nothing in native/platform/ knows about Node-API. Every function makes (at
-// most) one system call and returns 0 on success or a platform error number
-// (errno on Unix, GetLastError() on Windows); errors.cc turns that into a
-// Node-style error. Policy — which primitive to use, retries, timeouts — lives
-// in TypeScript.
+// Nothing in native/platform/ knows about Node-API. Functions return 0 on
+// success or a platform error number (errno on Unix, GetLastError() on
+// Windows); errors.cc turns that into a Node-style error. Most are one system
+// call; where a function makes more (an EINTR retry, a query before an
+// install), its comment says so. Policy — which primitive to use, retries,
+// timeouts — lives in TypeScript.
+//
+// Implementations: posix_calls.cc (system-call wrappers), posix_waiter.cc
+// (interruptible waits on pooled threads), posix_registry.cc (the POSIX lock
+// registry); win32.cc for Windows.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +36,7 @@ enum LockType : int {
 
 enum OpenFlags : int {
   kOpenWrite = 1,      // read-write instead of read-only
-  kOpenCreate = 2,     // create if missing (mode 0644 before umask)
+  kOpenCreate = 2,     // create if missing (mode 0666 before umask)
   kOpenNoFollow = 4,   // fail with ELOOP when the last component is a symlink (Unix)
   kOpenExclusive = 8,  // with kOpenCreate: fail with EEXIST when anything is there,
                        // a symlink included (O_EXCL, CREATE_NEW): never creates through one
@@ -40,6 +45,7 @@ enum OpenFlags : int {
 struct Identity {
   uint64_t dev = 0;
   uint64_t ino = 0;
+  bool operator==(const Identity& o) const { return dev == o.dev && ino == o.ino; }
 };
 
 struct FsInfo {
@@ -54,41 +60,57 @@ struct LockQuery {
   int64_t pid = 0;     // -1 for OFD locks (the kernel does not know an owner process)
 };
 
+// One lock request: which primitive, which mode, which bytes (len 0 = to the
+// end of the file and beyond, as fcntl does; kFlock ignores the range).
+struct LockRequest {
+  int primitive = kFlock;
+  int type = kExclusive;
+  int64_t start = 0;
+  int64_t len = 0;
+};
+
+// An error number described the way Node describes it.
+struct ErrorInfo {
+  std::string code;     // "ENOENT"
+  std::string message;  // "no such file or directory"
+  int uv_errno;         // Node's (libuv's) negative error number
+};
+ErrorInfo DescribeError(int err);
+
 // Which error numbers mean "somebody else holds a conflicting lock".
 bool IsContended(int err);
-// The error number a wait returns when it was interrupted by Cancel().
-bool IsInterrupted(int err);
-// Error number for "not supported here" (ENOTSUP / ERROR_NOT_SUPPORTED).
-int NotSupported();
+// Error numbers of a path that is missing (for identity checks).
+bool IsMissing(int err);
 
-int Open(const char* path, int flags, handle_t* out);
+int Open(const char* path, int flags, handle_t* out);  // retries EINTR
 int Close(handle_t h);
 int GetIdentity(handle_t h, Identity* out);
 int StatPathIdentity(const char* path, Identity* out);
 int GetFsInfo(handle_t h, FsInfo* out);
-int Truncate(handle_t h, int64_t size);
-int WriteAt(handle_t h, const void* data, size_t len, int64_t offset, size_t* written);
-int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);
+int Truncate(handle_t h, int64_t size);  // retries EINTR
+int WriteAt(handle_t h, const void* data, size_t len, int64_t offset, size_t* written);  // retries EINTR
+int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);  // retries EINTR
 // rename(from, to) that fails with EEXIST instead of replacing `to`
 // (renameat2 RENAME_NOREPLACE, renamex_np RENAME_EXCL, MoveFileExW without
 // MOVEFILE_REPLACE_EXISTING). ENOSYS where the OS or filesystem has no such call.
 int RenameNoReplace(const char* from, const char* to);
 
 // One lock system call. `wait` selects the blocking form (flock without
-// LOCK_NB, F_OFD_SETLKW, F_SETLKW). Ranges use len == 0 for "to end of file
-// and beyond" as fcntl does. kFlock ignores the range.
-int Lock(int primitive, handle_t h, int type, int64_t start, int64_t len, bool wait);
-int Query(int primitive, handle_t h, int type, int64_t start, int64_t len, LockQuery* out);
+// LOCK_NB, F_OFD_SETLKW, F_SETLKW); an interrupted blocking call is retried,
+// so use the waiter below for waits that must be cancellable.
+int Lock(const LockRequest& req, handle_t h, bool wait);
+int Query(const LockRequest& req, handle_t h, LockQuery* out);
 
-// Interruptible waits on a dedicated thread (Unix). The thread makes the
-// blocking system call; Cancel() interrupts it with a thread-directed signal
-// and reports how the call ended.
+// Interruptible waits (Unix). Each wait runs on a thread from a small
+// process-wide pool (idle threads are reused, not one created per wait); the
+// thread makes the blocking call, and Cancel() interrupts it with a
+// thread-directed signal (a real-time signal on Linux, SIGURG elsewhere).
 struct Waiter;
 using WaitDone = void (*)(Waiter* w, void* ctx);
-// Starts the thread. `done` runs on the waiter thread after the system call
-// returned, unless Cancel() has already claimed the result.
-int WaitStart(int primitive, handle_t h, int type, int64_t start, int64_t len,
-              WaitDone done, void* ctx, Waiter** out);
+// Starts the wait. `done` runs on the pool thread once the system call has
+// returned (a cancel only makes it return sooner), except after kCancelStuck;
+// `ctx` is passed through.
+int WaitStart(const LockRequest& req, handle_t h, WaitDone done, void* ctx, Waiter** out);
 // Result of a finished wait: 0 = granted, otherwise the error number.
 int WaitResult(Waiter* w);
 enum CancelOutcome : int {
@@ -96,12 +118,13 @@ enum CancelOutcome : int {
   kCancelGranted = 1,      // the lock was granted just before the cancel landed
   kCancelStuck = 2,        // the system call could not be interrupted in time
 };
-// Interrupts the waiter (repeatedly, up to `budget_ms`) and joins its thread
-// when it ended. After kCancelInterrupted / kCancelGranted `done` will not run.
-// After kCancelStuck the thread keeps running and closes `h` itself when the
-// system call finally returns; the caller must not touch `h` again.
+// Interrupts the waiter (a bounded number of signals, over at most
+// `budget_ms`) and reports how the call ended. After kCancelInterrupted or
+// kCancelGranted, `done` has run or is about to. After kCancelStuck the call
+// is still running, `done` will not run, and its thread closes `h` and frees
+// the waiter itself when the call returns: the caller must not touch `h` again.
 int WaitCancel(Waiter* w, int budget_ms);
-// Frees a waiter whose `done` has run (joins the finished thread).
+// Frees a waiter whose `done` has run; a no-op after kCancelStuck.
 void WaitFree(Waiter* w);
 bool WaitSupported();
 

@@ -50,9 +50,52 @@ void SplitLength(int64_t start, int64_t len, OVERLAPPED* ov, DWORD* low, DWORD* 
 
 struct Waiter {};
 
+// The Windows errors a lock file can produce, described as Node describes
+// them. Hand-written because libuv's own translation (uv_translate_sys_error)
+// is not part of the Node-API surface an addon may rely on, and because one
+// entry must differ from libuv's: ERROR_INVALID_FUNCTION (a filesystem without
+// byte-range locks) is ENOTSUP here, not libuv's EISDIR. Numbers are libuv's
+// negative error numbers on Windows.
+ErrorInfo DescribeError(int err) {
+  switch (err) {
+    case ERROR_FILE_NOT_FOUND:
+    case ERROR_PATH_NOT_FOUND:
+    case ERROR_INVALID_NAME:
+      return {"ENOENT", "no such file or directory", -4058};
+    case ERROR_ACCESS_DENIED:
+      return {"EPERM", "operation not permitted", -4048};
+    case ERROR_SHARING_VIOLATION:
+    case ERROR_LOCK_VIOLATION:
+      return {"EBUSY", "resource busy or locked", -4082};
+    case ERROR_INVALID_FUNCTION:
+    case ERROR_NOT_SUPPORTED:
+      return {"ENOTSUP", "operation not supported on socket", -4049};
+    case ERROR_INVALID_HANDLE:
+      return {"EBADF", "bad file descriptor", -4083};
+    case ERROR_NOT_LOCKED:
+    case ERROR_INVALID_PARAMETER:
+      return {"EINVAL", "invalid argument", -4071};
+    case ERROR_WRITE_PROTECT:
+      return {"EROFS", "read-only file system", -4036};
+    case ERROR_DIRECTORY:
+      return {"ENOTDIR", "not a directory", -4052};
+    case ERROR_OPERATION_ABORTED:
+      return {"ECANCELED", "operation canceled", -4081};
+    case ERROR_TOO_MANY_OPEN_FILES:
+      return {"EMFILE", "too many open files", -4066};
+    case ERROR_DISK_FULL:
+    case ERROR_HANDLE_DISK_FULL:
+      return {"ENOSPC", "no space left on device", -4055};
+    case ERROR_FILE_EXISTS:
+    case ERROR_ALREADY_EXISTS:
+      return {"EEXIST", "file already exists", -4075};
+    default:
+      return {"EIO", "i/o error (Windows error " + std::to_string(err) + ")", -4070};
+  }
+}
+
 bool IsContended(int err) { return err == ERROR_LOCK_VIOLATION || err == ERROR_IO_PENDING; }
-bool IsInterrupted(int err) { return err == ERROR_OPERATION_ABORTED; }
-int NotSupported() { return ERROR_NOT_SUPPORTED; }
+bool IsMissing(int err) { return err == ERROR_FILE_NOT_FOUND || err == ERROR_PATH_NOT_FOUND; }
 
 int Open(const char* path, int flags, handle_t* out) {
   std::wstring wpath = Widen(path);
@@ -143,25 +186,24 @@ int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got) {
   return 0;
 }
 
-int Lock(int primitive, handle_t h, int type, int64_t start, int64_t len, bool wait) {
-  if (primitive != kWindows) return ERROR_NOT_SUPPORTED;
+int Lock(const LockRequest& req, handle_t h, bool wait) {
+  if (req.primitive != kWindows) return ERROR_NOT_SUPPORTED;
   OVERLAPPED ov;
   DWORD low, high;
-  SplitLength(start, len, &ov, &low, &high);
-  if (type == kUnlock) {
+  SplitLength(req.start, req.len, &ov, &low, &high);
+  if (req.type == kUnlock) {
     return UnlockFileEx(H(h), 0, low, high, &ov) ? 0 : LastError();
   }
-  DWORD flags = (type == kExclusive ? LOCKFILE_EXCLUSIVE_LOCK : 0) |
+  DWORD flags = (req.type == kExclusive ? LOCKFILE_EXCLUSIVE_LOCK : 0) |
                 (wait ? 0 : LOCKFILE_FAIL_IMMEDIATELY);
   return LockFileEx(H(h), flags, 0, low, high, &ov) ? 0 : LastError();
 }
 
-int Query(int, handle_t, int, int64_t, int64_t, LockQuery*) { return ERROR_NOT_SUPPORTED; }
+int Query(const LockRequest&, handle_t, LockQuery*) { return ERROR_NOT_SUPPORTED; }
 
+// Waits are not done on native threads here (see the top of this file).
 bool WaitSupported() { return false; }
-int WaitStart(int, handle_t, int, int64_t, int64_t, WaitDone, void*, Waiter**) {
-  return ERROR_NOT_SUPPORTED;
-}
+int WaitStart(const LockRequest&, handle_t, WaitDone, void*, Waiter**) { return ERROR_NOT_SUPPORTED; }
 int WaitResult(Waiter*) { return ERROR_NOT_SUPPORTED; }
 int WaitCancel(Waiter*, int) { return kCancelInterrupted; }
 void WaitFree(Waiter*) {}

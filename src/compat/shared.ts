@@ -56,7 +56,7 @@ export type Liveness = 'live' | 'dead' | 'absent';
  */
 export function probeMarker(path: string): { state: Liveness; lock: FileLock | null } {
   try {
-    const l = tryLock(path, { create: false, record: false });
+    const l = tryLock(path, { create: false, record: false, keepOpen: false });
     return l ? { state: 'dead', lock: l } : { state: 'live', lock: null };
   } catch (err) {
     if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return { state: 'absent', lock: null };
@@ -80,7 +80,7 @@ export function isHeld(path: string): boolean {
  */
 export async function waitForRelease(path: string, ms: number): Promise<boolean> {
   try {
-    const l = await lock(path, { create: false, record: false, timeout: Math.max(0, ms) });
+    const l = await lock(path, { create: false, record: false, timeout: Math.max(0, ms), keepOpen: false });
     // Granted with the file still in place: its holder died without cleaning up.
     l.release();
     return true;

@@ -76,7 +76,7 @@ export const internals: {
   respectLiveMarks: boolean;
 } = {
   lockForCollection(path: string, primitive: 'auto' | PrimitiveName): FileLock | null {
-    return tryLock(path, { create: false, record: false, primitive });
+    return tryLock(path, { create: false, record: false, primitive, keepOpen: false });
   },
   respectLiveMarks: true,
 };

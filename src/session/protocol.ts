@@ -314,8 +314,8 @@ async function finalizedNewestFirst(crateDir: string): Promise<string[]> {
  */
 async function lockSource(lockPath: string, waitMs: number, primitive: 'auto' | PrimitiveName): Promise<FileLock | null> {
   try {
-    if (waitMs === 0) return tryLock(lockPath, { mode: 'shared', create: false, primitive });
-    return await waitForLock(lockPath, { mode: 'shared', create: false, primitive, timeout: waitMs });
+    if (waitMs === 0) return tryLock(lockPath, { mode: 'shared', create: false, primitive, keepOpen: false });
+    return await waitForLock(lockPath, { mode: 'shared', create: false, primitive, timeout: waitMs, keepOpen: false });
   } catch (err) {
     const code = errorCode(err);
     if (code === 'ENOENT' || code === 'ETIMEDOUT' || code === 'ENOTDIR') return null;
@@ -410,7 +410,7 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
   let lock: FileLock | null = null;
   for (let attempt = 0; !lock; attempt++) {
     prefix = newPrefix(nowMicros(o.now));
-    const l = tryLock(join(real, prefix + LOCK_SUFFIX), { primitive: o.primitive });
+    const l = tryLock(join(real, prefix + LOCK_SUFFIX), { primitive: o.primitive, keepOpen: false });
     if (!l) {
       if (attempt > 100) throw new FslockError('EEXIST', `cannot allocate a session name in ${real}`, { path: real });
       continue; // the same name is taken (same microsecond and random number): pick another

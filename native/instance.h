@@ -1,0 +1,75 @@
+// Per-environment state of the addon (the main thread and each worker thread
+// has its own), and the argument helpers every Node-API function uses.
+#pragma once
+
+#include <napi.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <set>
+#include <unordered_set>
+#include <string>
+
+#include "platform/platform.h"
+
+namespace fslock {
+
+struct WaitCtx;
+
+struct Instance {
+  std::mutex mu;
+  std::unordered_set<platform::handle_t> handles;  // opened here and not yet closed
+  std::set<uint64_t> holders;               // POSIX registry holders taken here
+  std::set<std::shared_ptr<WaitCtx>> waits; // pending asynchronous waits
+  std::set<std::string> marks;              // process-wide marks set by this env
+  // Results that do not fit a return value: out[0] the descriptor, out[1] the
+  // contended step (or -1). A Float64Array the JS side keeps (HANDLE values fit).
+  double* out = nullptr;
+  Napi::Reference<Napi::Float64Array> out_ref;
+  // Descriptors of released locks kept open for the next lock of the same
+  // path (see locks.cc): path -> descriptor, its identity, when it was cached.
+  struct CachedFd {
+    platform::handle_t fd;
+    platform::Identity id;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::unordered_map<std::string, CachedFd> fd_cache;
+  // Locks taken whole by the fast path: descriptor -> identity.
+  std::unordered_map<platform::handle_t, platform::Identity> acquired;
+  // One thread-safe function per environment delivers every wait's result.
+  napi_threadsafe_function tsfn = nullptr;
+  size_t pending_waits = 0;  // referenced while > 0
+};
+
+inline Instance* Inst(Napi::Env env) { return env.GetInstanceData<Instance>(); }
+
+// Remembers a descriptor opened in this environment, to close it at teardown.
+void TrackHandle(Instance* inst, platform::handle_t h);
+void ForgetHandle(Instance* inst, platform::handle_t h);
+// Closes through the POSIX registry (a close never drops a registry lock).
+int CloseHandle(Instance* inst, platform::handle_t h);
+
+// ---- argument helpers: cheap checks so misuse throws instead of crashing ----
+int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::string StrArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool BoolArg(const Napi::CallbackInfo& info, size_t i);
+// Reads the (primitive, fd, type, start, len) arguments starting at `i`, checked.
+platform::LockRequest LockArgs(const Napi::CallbackInfo& info, size_t i, platform::handle_t* fd);
+// "dev:ino", the identity string the JS side compares.
+std::string IdentityKey(const platform::Identity& id);
+// The system call a lock request makes, for error messages.
+const char* LockSyscall(int primitive);
+
+// Each module adds its functions to `exports`.
+void InitFiles(Napi::Env env, Napi::Object exports);
+void InitLocks(Napi::Env env, Napi::Object exports);
+void InitWaits(Napi::Env env, Napi::Object exports);
+void InitRegistry(Napi::Env env, Napi::Object exports);
+void InitMarks(Napi::Env env, Napi::Object exports);
+// Teardown of an environment's waits and marks (called by the cleanup hook).
+void CleanupWaits(Instance* inst, std::unordered_set<platform::handle_t>* handles);
+void CleanupMarks(Instance* inst);
+
+}  // namespace fslock

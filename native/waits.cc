@@ -1,0 +1,231 @@
+// Node-API functions for waits that block in the kernel: asynchronous ones,
+// whose results come back through the environment's one thread-safe function,
+// and synchronous ones bounded by a timeout. The blocking call runs on a
+// pooled native thread (platform::WaitStart), never in the libuv threadpool.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "errors.h"
+#include "instance.h"
+
+namespace fslock {
+
+namespace p = platform;
+
+struct WaitCtx {
+  Instance* inst = nullptr;
+  p::Waiter* waiter = nullptr;
+  p::handle_t handle = 0;
+  int primitive = 0;
+  Napi::FunctionReference callback;
+  std::atomic<bool> freed{false};
+  std::atomic<bool> stuck{false};
+  std::atomic<bool> posted{false};  // the pool thread has handed the result on
+};
+
+namespace {
+
+// A worker that is terminating cannot wait long for its waits to stop (see
+// CANCEL_BUDGET_MS in src/wait.ts for the budget of ordinary cancels).
+constexpr int kTeardownCancelBudgetMs = 100;
+
+void FreeWaiter(const std::shared_ptr<WaitCtx>& ctx) {
+  if (!ctx->freed.exchange(true)) p::WaitFree(ctx->waiter);
+}
+
+// One fewer pending wait; the thread-safe function stops keeping the event
+// loop alive when none is left. JS thread only.
+void WaitSettled(Napi::Env env, Instance* inst) {
+  if (inst->pending_waits > 0 && --inst->pending_waits == 0 && inst->tsfn != nullptr) {
+    napi_unref_threadsafe_function(env, inst->tsfn);
+  }
+}
+
+// Runs on the JS thread for every finished wait.
+void CallJs(napi_env raw_env, napi_value, void*, void* data) {
+  auto* holder = static_cast<std::shared_ptr<WaitCtx>*>(data);
+  std::shared_ptr<WaitCtx> ctx = *holder;
+  delete holder;
+  if (raw_env == nullptr) {  // the environment is shutting down
+    FreeWaiter(ctx);
+    return;
+  }
+  Napi::Env env(raw_env);
+  int result = p::WaitResult(ctx->waiter);
+  {
+    std::lock_guard<std::mutex> lk(ctx->inst->mu);
+    ctx->inst->waits.erase(ctx);
+  }
+  FreeWaiter(ctx);
+  if (ctx->stuck.load()) return;  // the caller was told already, and settled then
+  WaitSettled(env, ctx->inst);
+  Napi::FunctionReference cb = std::move(ctx->callback);
+  Napi::HandleScope scope(env);
+  if (result == 0) {
+    cb.Call({env.Null()});
+  } else {
+    cb.Call({MakeSystemError(env, result, LockSyscall(ctx->primitive)).Value()});
+  }
+}
+
+void WaitDoneOnThread(p::Waiter*, void* raw) {
+  auto* holder = static_cast<std::shared_ptr<WaitCtx>*>(raw);
+  std::shared_ptr<WaitCtx> ctx = *holder;
+  delete holder;
+  auto* data = new std::shared_ptr<WaitCtx>(ctx);
+  if (napi_call_threadsafe_function(ctx->inst->tsfn, data, napi_tsfn_nonblocking) != napi_ok) delete data;
+  ctx->posted.store(true);
+}
+
+// waitStart(primitive, fd, type, start, len, callback) -> handle
+// The callback receives (null) once the lock is granted or (error).
+Napi::Value WaitStart(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  p::handle_t h;
+  p::LockRequest req = LockArgs(info, 0, &h);
+  if (info.Length() < 6 || !info[5].IsFunction()) {
+    throw Napi::TypeError::New(env, "fslock binding: callback must be a function");
+  }
+  Instance* inst = Inst(env);
+  if (inst->tsfn == nullptr) {
+    napi_status st = napi_create_threadsafe_function(env, nullptr, nullptr, Napi::String::New(env, "fslock.wait"), 0, 1,
+                                                     nullptr, nullptr, nullptr, CallJs, &inst->tsfn);
+    if (st != napi_ok) throw Napi::Error::New(env, "fslock binding: cannot create the wait notifier");
+    napi_unref_threadsafe_function(env, inst->tsfn);
+  }
+  auto ctx = std::make_shared<WaitCtx>();
+  ctx->inst = inst;
+  ctx->handle = h;
+  ctx->primitive = req.primitive;
+  ctx->callback = Napi::Persistent(info[5].As<Napi::Function>());
+  auto* arg = new std::shared_ptr<WaitCtx>(ctx);
+  {
+    // registered before the thread can report: CallJs runs on this thread later
+    std::lock_guard<std::mutex> lk(inst->mu);
+    inst->waits.insert(ctx);
+  }
+  p::Waiter* w = nullptr;
+  int r = p::WaitStart(req, h, WaitDoneOnThread, arg, &w);
+  if (r != 0) {
+    delete arg;
+    std::lock_guard<std::mutex> lk(inst->mu);
+    inst->waits.erase(ctx);
+    throw MakeSystemError(env, r, "pthread_create");
+  }
+  ctx->waiter = w;
+  // A pending wait keeps the event loop alive, like a timer would.
+  if (inst->pending_waits++ == 0) napi_ref_threadsafe_function(env, inst->tsfn);
+  return Napi::External<std::shared_ptr<WaitCtx>>::New(env, new std::shared_ptr<WaitCtx>(ctx),
+                                                       [](Napi::Env, std::shared_ptr<WaitCtx>* d) { delete d; });
+}
+
+int CancelCtx(const std::shared_ptr<WaitCtx>& ctx, int budget_ms) {
+  if (ctx->freed.load()) return -1;
+  int outcome = p::WaitCancel(ctx->waiter, budget_ms);
+  if (outcome == p::kCancelStuck) {
+    ctx->stuck.store(true);
+    ForgetHandle(ctx->inst, ctx->handle);  // the waiter thread owns it now
+    {
+      std::lock_guard<std::mutex> lk(ctx->inst->mu);
+      ctx->inst->waits.erase(ctx);  // its `done` never comes
+    }
+    FreeWaiter(ctx);  // a no-op for the waiter itself: its thread frees it
+  }
+  return outcome;
+}
+
+// waitCancel(handle, budgetMs) -> 0 interrupted, 1 granted, 2 stuck, -1 already finished
+// The callback is not called after a cancel (the JS side settles then).
+Napi::Value WaitCancel(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "fslock binding: wait handle expected");
+  }
+  auto ctx = *info[0].As<Napi::External<std::shared_ptr<WaitCtx>>>().Data();
+  int outcome = CancelCtx(ctx, static_cast<int>(IntArg(info, 1, "budgetMs")));
+  if (outcome == p::kCancelStuck) WaitSettled(info.Env(), ctx->inst);
+  return Napi::Number::New(info.Env(), outcome);
+}
+
+// A synchronous wait: the calling thread blocks on a condition variable
+// while a pool thread blocks in the kernel, so the timeout can interrupt it.
+struct SyncWait {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+};
+
+void SyncDone(p::Waiter*, void* raw) {
+  auto* sw = static_cast<SyncWait*>(raw);
+  std::lock_guard<std::mutex> lk(sw->mu);
+  sw->done = true;
+  sw->cv.notify_all();
+}
+
+// waitSync(primitive, fd, type, start, len, timeoutMs, budgetMs) -> 1 granted, 0 timed out, 2 stuck
+Napi::Value WaitSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  p::handle_t h;
+  p::LockRequest req = LockArgs(info, 0, &h);
+  int64_t timeout = IntArg(info, 5, "timeoutMs");
+  int budget = static_cast<int>(IntArg(info, 6, "budgetMs"));
+  auto sw = std::make_unique<SyncWait>();
+  p::Waiter* w = nullptr;
+  int r = p::WaitStart(req, h, SyncDone, sw.get(), &w);
+  if (r != 0) throw MakeSystemError(env, r, "pthread_create");
+  bool finished;
+  {
+    std::unique_lock<std::mutex> lk(sw->mu);
+    finished = sw->cv.wait_for(lk, std::chrono::milliseconds(timeout), [&] { return sw->done; });
+  }
+  int outcome = p::kCancelGranted;
+  if (!finished) {
+    outcome = p::WaitCancel(w, budget);
+    if (outcome == p::kCancelStuck) {
+      ForgetHandle(Inst(env), h);
+      sw.release();  // the thread never calls SyncDone now; a few bytes, once per stuck wait
+      return Napi::Number::New(env, 2);
+    }
+    // `done` has run or is about to: wait for it before freeing
+    std::unique_lock<std::mutex> lk(sw->mu);
+    sw->cv.wait(lk, [&] { return sw->done; });
+  }
+  int res = p::WaitResult(w);
+  p::WaitFree(w);
+  if (finished && res != 0) throw MakeSystemError(env, res, LockSyscall(req.primitive));
+  return Napi::Number::New(env, outcome == p::kCancelGranted ? 1 : 0);
+}
+
+}  // namespace
+
+void CleanupWaits(Instance* inst, std::unordered_set<p::handle_t>* handles) {
+  std::set<std::shared_ptr<WaitCtx>> waits;
+  {
+    std::lock_guard<std::mutex> lk(inst->mu);
+    waits = inst->waits;
+  }
+  for (const auto& ctx : waits) {
+    if (CancelCtx(ctx, kTeardownCancelBudgetMs) == p::kCancelStuck) {
+      handles->erase(ctx->handle);
+      continue;
+    }
+    // Its pool thread is about to use the thread-safe function: let it finish
+    // before that function goes away.
+    while (!ctx->posted.load()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  if (inst->tsfn != nullptr) {
+    napi_release_threadsafe_function(inst->tsfn, napi_tsfn_abort);
+    inst->tsfn = nullptr;
+  }
+}
+
+void InitWaits(Napi::Env env, Napi::Object exports) {
+  exports.Set("waitStart", Napi::Function::New(env, WaitStart, "waitStart"));
+  exports.Set("waitCancel", Napi::Function::New(env, WaitCancel, "waitCancel"));
+  exports.Set("waitSync", Napi::Function::New(env, WaitSync, "waitSync"));
+}
+
+}  // namespace fslock
