@@ -17,9 +17,11 @@ import {
   FslockError,
   invalidArgType,
   lockedError,
+  timeoutError,
   withPath,
   type HolderRecordLike,
 } from './errors.js';
+import { inspectSync } from './inspect.js';
 import { openLockFile } from './open.js';
 import {
   checkOptionsObject,
@@ -122,6 +124,8 @@ function undo({ h, s }: Opened): void {
 /** An attempt stopped at a contended step. */
 interface Contended extends Opened {
   step: number;
+  /** The file's identity, when the fast path reported it. */
+  identity?: string;
 }
 
 /** Errors of the native fast path that the general path handles (symlinks, read-only files, directories). */
@@ -162,7 +166,7 @@ function begin(path: string, p: ParsedLockOptions, s: LockStrategy): FileLock | 
     }
     if (r) {
       const o: Opened = { h: { fd: r.fd, writable: true, registryId: null }, s };
-      if (r.contended >= 0) return { ...o, step: r.contended };
+      if (r.contended >= 0) return { ...o, step: r.contended, identity: r.identity };
       try {
         return finishLock(path, p, o, r.identity);
       } catch (err) {
@@ -193,10 +197,10 @@ function resume(path: string, p: ParsedLockOptions, s: LockStrategy, c: Contende
   }
 }
 
-function waitContext(path: string, timeout: number, signal: AbortSignal | undefined, fd: () => number): WaitContext {
+function waitContext(path: string, timeout: number, signal: AbortSignal | undefined, fd: () => number, deadline?: number): WaitContext {
   return {
     path,
-    deadline: timeout === Infinity ? Infinity : performance.now() + timeout,
+    deadline: deadline ?? (timeout === Infinity ? Infinity : performance.now() + timeout),
     timeout,
     signal,
     holder: () => {
@@ -219,23 +223,175 @@ function notWaiting(path: string, c: Contended): never {
   throw lockedError(path, holder);
 }
 
+// ---------------------------------------------------------------------------
+// Waiting in line
+//
+// The asynchronous waits of this thread for one lock (one file, primitive and
+// range) stand in a line: only its first waits in the kernel (one native
+// thread however many wait), the others wait here, first come first served.
+// When a FileLock of this thread releases, the lock is handed to the next in
+// line at once, before anyone else in this thread can take it; when the
+// kernel waiter gives up (timeout, abort), the next one takes its place.
+
+interface Ticket {
+  path: string;
+  p: ParsedLockOptions;
+  s: LockStrategy;
+  /** Handed the lock, made the kernel waiter (a Contended), or failed. */
+  settle(r: FileLock | Contended | Error): void;
+}
+
+interface Line {
+  key: string;
+  /** Someone of this line waits in the kernel (or polls) now. */
+  active: boolean;
+  tickets: Ticket[];
+}
+
+const lines = new Map<string, Line>();
+let queued = 0;
+let keepAlive: NodeJS.Timeout | null = null;
+
+function lineKey(identity: string, s: LockStrategy, range: LockRange | null | undefined): string {
+  return range ? `${identity}|${s.resolved}|${range.offset}:${range.length}` : `${identity}|${s.resolved}`;
+}
+
+/** A pending wait keeps the event loop alive, like a timer would (the kernel waiter's thread does so too). */
+function countQueued(delta: 1 | -1): void {
+  queued += delta;
+  if (queued > 0 && keepAlive === null) keepAlive = setInterval(() => undefined, 2 ** 31 - 1);
+  else if (queued === 0 && keepAlive !== null) {
+    clearInterval(keepAlive);
+    keepAlive = null;
+  }
+}
+
+/** Gives the lock to the next in line while it can be had without waiting (several shared ones at once). */
+function serveLine(line: Line): void {
+  while (!line.active && line.tickets.length > 0) {
+    const t = line.tickets.shift()!;
+    let r: FileLock | Contended;
+    try {
+      r = begin(t.path, t.p, t.s);
+    } catch (err) {
+      t.settle(err as Error);
+      continue;
+    }
+    if (r instanceof FileLock) {
+      t.settle(r);
+      if (t.p.mode === 'shared' && line.tickets[0]?.p.mode === 'shared') continue;
+      break;
+    }
+    line.active = true; // held elsewhere: this one waits in the kernel now
+    t.settle(r);
+  }
+  if (!line.active && line.tickets.length === 0) lines.delete(line.key);
+}
+
+/** After a lock of this thread was released or downgraded: serve its line, if anyone waits in it. */
+function released(identity: string, s: LockStrategy, range: LockRange | null): void {
+  const line = lines.get(lineKey(identity, s, range));
+  if (line) serveLine(line);
+}
+
+function waitInLine(line: Line, path: string, p: ParsedLockOptions, s: LockStrategy, deadline: number): Promise<FileLock | Contended> {
+  return new Promise((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    const ticket: Ticket = {
+      path,
+      p,
+      s,
+      settle: (r) => {
+        cleanup();
+        if (r instanceof Error) reject(r);
+        else resolve(r);
+      },
+    };
+    const cleanup = () => {
+      if (timer) clearTimeout(timer);
+      p.signal?.removeEventListener('abort', onAbort);
+      countQueued(-1);
+    };
+    const leave = (err: Error) => {
+      const i = line.tickets.indexOf(ticket);
+      if (i < 0) return; // already served
+      line.tickets.splice(i, 1);
+      if (!line.active && line.tickets.length === 0) lines.delete(line.key);
+      cleanup();
+      reject(err);
+    };
+    const onAbort = () => leave(abortError(path, p.signal?.reason, 'while'));
+    const arm = () => {
+      const ms = deadline - performance.now();
+      if (ms <= 0) return leave(timeoutError(path, p.timeout, queuedHolder(path)));
+      timer = setTimeout(arm, Math.min(ms, 2 ** 31 - 1));
+    };
+    line.tickets.push(ticket);
+    countQueued(1);
+    p.signal?.addEventListener('abort', onAbort, { once: true });
+    if (deadline !== Infinity) arm();
+  });
+}
+
+/** Who holds a lock one waits for in line (no descriptor of our own to ask with). */
+function queuedHolder(path: string): HolderRecordLike | null {
+  try {
+    return inspectSync(path).holder;
+  } catch {
+    return null;
+  }
+}
+
 async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
   if (p.signal?.aborted) throw abortError(path, p.signal.reason, 'before');
   const s = strategyFor(p.primitive, p.range, path);
   let r = begin(path, p, s);
   if (r instanceof FileLock) return r;
   if (p.timeout === 0) notWaiting(path, r);
+  const deadline = p.timeout === Infinity ? Infinity : performance.now() + p.timeout;
+  let identity: string;
+  try {
+    identity = r.identity ?? binding.identity(r.h.fd);
+  } catch (err) {
+    undo(r);
+    throw err;
+  }
+  const key = lineKey(identity, s, p.range);
+  let line = lines.get(key);
+  if (line && (line.active || line.tickets.length > 0)) {
+    undo(r); // someone of this thread is ahead: wait behind them, without a descriptor or thread of our own
+    const got = await waitInLine(line, path, p, s, deadline);
+    if (got instanceof FileLock) return got;
+    r = got; // made the kernel waiter (serveLine set line.active)
+  } else if (line) {
+    line.active = true;
+  } else {
+    lines.set(key, (line = { key, active: true, tickets: [] }));
+  }
   let c: Contended = r;
-  const ctx = waitContext(path, p.timeout, p.signal, () => c.h.fd);
-  for (;;) {
-    try {
-      await c.s.wait(c.h, c.s.steps[c.step]!, typeOf(p.mode), ctx);
-    } catch (err) {
-      failed(c, err);
+  const ctx = waitContext(path, p.timeout, p.signal, () => c.h.fd, deadline);
+  try {
+    for (;;) {
+      try {
+        await c.s.wait(c.h, c.s.steps[c.step]!, typeOf(p.mode), ctx);
+      } catch (err) {
+        failed(c, err);
+      }
+      r = resume(path, p, s, c);
+      if (r instanceof FileLock) {
+        // The rest of the line is served when this lock is released; shared
+        // waiters right behind a shared lock come in now.
+        line.active = false;
+        if (p.mode === 'shared') serveLine(line);
+        else if (line.tickets.length === 0) lines.delete(key);
+        return r;
+      }
+      c = r;
     }
-    r = resume(path, p, s, c);
-    if (r instanceof FileLock) return r;
-    c = r;
+  } catch (err) {
+    line.active = false;
+    serveLine(line); // the next in line takes over the wait
+    throw err;
   }
 }
 
@@ -355,6 +511,14 @@ export class FileLock {
    */
   release(): void {
     if (!this.#close()) return;
+    try {
+      this.#releaseHandle();
+    } finally {
+      if (lines.size > 0) released(this.#identity, this.#strategy, this.range);
+    }
+  }
+
+  #releaseHandle(): void {
     const h = this.#handle;
     let failure: unknown;
     try {
@@ -392,6 +556,7 @@ export class FileLock {
     this.#record = null;
     binding.close(this.#handle.fd);
     this.#handle.fd = -1;
+    if (lines.size > 0) released(this.#identity, this.#strategy, this.range);
   }
 
   #assertHeld(what: string): void {
@@ -416,6 +581,7 @@ export class FileLock {
     }
     this.#strategy.downgrade(this.#handle);
     this.#mode = 'shared';
+    if (lines.size > 0) released(this.#identity, this.#strategy, this.range); // shared waiters may come in
   }
 
   /**

@@ -1,0 +1,82 @@
+// Asynchronous waits of one thread for one lock stand in a line: one kernel
+// waiter, the rest first come first served, handed the lock at release.
+import { afterAll, describe, expect, it } from 'vitest';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { lock, tryLock } from '../src/index.js';
+import { cleanupTempDirs, since, sleep, startNode, tempDir } from './helpers.js';
+
+afterAll(cleanupTempDirs);
+
+const threads = () => readdirSync('/proc/self/task').length;
+
+describe.runIf(process.platform === 'linux')('waiting in line', () => {
+  it('2,000 pending waits on one path cost O(1) threads, are served first come first served, one at a time', async () => {
+    const p = join(tempDir(), 'line.lock');
+    const h = startNode('hold.cjs', [p]); // held by another process: the first waiter blocks in the kernel
+    await h.waitFor('locked');
+    const before = threads();
+    let inside = 0;
+    let maxInside = 0;
+    const order: number[] = [];
+    const pending = Array.from({ length: 2000 }, (_, i) =>
+      lock(p).then(async (l) => {
+        inside++;
+        maxInside = Math.max(maxInside, inside);
+        order.push(i);
+        await null;
+        inside--;
+        l.release();
+      }),
+    );
+    await sleep(100);
+    expect(threads() - before).toBeLessThanOrEqual(2); // one kernel waiter (plus at most one pooled thread)
+    h.send('release');
+    await Promise.all(pending);
+    expect(maxInside).toBe(1);
+    expect(order).toEqual(order.slice().sort((a, b) => a - b)); // FIFO
+    h.child.kill();
+    await h.exited;
+  });
+
+  it('a waiter in line times out or is aborted alone; the kernel waiter giving up hands over to the next', async () => {
+    const p = join(tempDir(), 'line2.lock');
+    const h = startNode('hold.cjs', [p]);
+    await h.waitFor('locked');
+    const first = lock(p, { timeout: 150 }).then(() => 'granted', (e) => e.code); // the kernel waiter
+    const ac = new AbortController();
+    const aborted = lock(p, { signal: ac.signal }).then(() => 'granted', (e) => e.code);
+    const timed = lock(p, { timeout: 50 }).then(() => 'granted', (e) => e.code);
+    const patient = lock(p);
+    setTimeout(() => ac.abort(), 20);
+    const t0 = performance.now();
+    expect(await aborted).toBe('ABORT_ERR');
+    expect(await timed).toBe('ETIMEDOUT');
+    expect(await first).toBe('ETIMEDOUT');
+    expect(since(t0)).toBeLessThan(2000);
+    h.send('release'); // the patient one took over the kernel wait and gets it now
+    const l = await patient;
+    expect(l.released).toBe(false);
+    expect(tryLock(p)).toBeNull();
+    l.release();
+    h.child.kill();
+    await h.exited;
+  });
+
+  it('shared waiters in line come in together; an exclusive one after them waits for all', async () => {
+    const p = join(tempDir(), 'line3.lock');
+    const ex = await lock(p);
+    const shared = [lock(p, { mode: 'shared' }), lock(p, { mode: 'shared' }), lock(p, { mode: 'shared' })];
+    const exclusive = lock(p);
+    let exGranted = false;
+    void exclusive.then(() => (exGranted = true));
+    await sleep(20);
+    ex.release();
+    const got = await Promise.all(shared);
+    expect(got.map((l) => l.mode)).toEqual(['shared', 'shared', 'shared']);
+    await sleep(20);
+    expect(exGranted).toBe(false);
+    for (const l of got) l.release();
+    (await exclusive).release();
+  });
+});
