@@ -20,6 +20,7 @@ const fne = optional('fs-native-extensions');
 const properLockfile = optional('proper-lockfile');
 const lockfile = optional('lockfile');
 const plCompat = require('../dist/cjs/compat/proper-lockfile.js');
+const lfCompat = require('../dist/cjs/compat/lockfile.js');
 
 const openFd = (p) => fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT);
 
@@ -55,6 +56,18 @@ const contenders = {
       await release();
     },
     acquire: async (p) => plCompat.lock(p, { realpath: false, retries: { forever: true, minTimeout: 1000 } }),
+  },
+  'fslock/lockfile': {
+    waits: 'kernel wait on the lock file, bounded by `wait`',
+    shared: false,
+    cycle: (p) => {
+      lfCompat.lockSync(p);
+      lfCompat.unlockSync(p);
+    },
+    acquire: (p) =>
+      new Promise((resolve, reject) =>
+        lfCompat.lock(p, { wait: 1e9, pollPeriod: 1 }, (err) => (err ? reject(err) : resolve(async () => lfCompat.unlockSync(p)))),
+      ),
   },
   'fs-ext': fsExt && {
     waits: 'blocking flock() in the libuv threadpool',
@@ -140,7 +153,7 @@ for (const k of Object.keys(contenders)) if (!contenders[k]) delete contenders[k
 
 /** The path each contender locks: proper-lockfile and lockfile make their own artefacts. */
 function lockPathFor(name, base) {
-  if (name === 'lockfile') return `${base}.lf`;
+  if (name === 'lockfile' || name === 'fslock/lockfile') return `${base}.lf`;
   return base;
 }
 
