@@ -58,7 +58,10 @@ if (role === 'hold' || role === 'wait') {
       const out = [];
       for (let i = 0; i < 20; i++) {
         const t0 = performance.now();
-        const r = await Promise.race([fs.promises.readFile(data), new Promise((res) => setTimeout(res, 2000, 'blocked'))]);
+        const r = await Promise.race([
+          fs.promises.readFile(data),
+          new Promise((res) => setTimeout(res, 2000, 'blocked')),
+        ]);
         out.push(r === 'blocked' ? Infinity : performance.now() - t0);
         await new Promise((res) => setTimeout(res, 10));
       }
@@ -69,7 +72,11 @@ if (role === 'hold' || role === 'wait') {
     const idleRead = await readLatency();
     await new Promise((res) => setTimeout(res, 300));
     h0.disable();
-    for (let i = 0; i < waits; i++) c.acquire(p).then((r) => r(), () => {});
+    for (let i = 0; i < waits; i++)
+      c.acquire(p).then(
+        (r) => r(),
+        () => {},
+      );
     await new Promise((res) => setTimeout(res, 200));
     const h = monitorEventLoopDelay({ resolution: 1 });
     h.enable();

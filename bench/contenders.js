@@ -66,7 +66,9 @@ const contenders = {
     },
     acquire: (p) =>
       new Promise((resolve, reject) =>
-        lfCompat.lock(p, { wait: 1e9, pollPeriod: 1 }, (err) => (err ? reject(err) : resolve(async () => lfCompat.unlockSync(p)))),
+        lfCompat.lock(p, { wait: 1e9, pollPeriod: 1 }, (err) =>
+          err ? reject(err) : resolve(async () => lfCompat.unlockSync(p)),
+        ),
       ),
   },
   'fs-ext': fsExt && {
@@ -131,7 +133,10 @@ const contenders = {
       await release();
     },
     acquire: async (p) =>
-      properLockfile.lock(p, { realpath: false, retries: { forever: true, retries: 1, factor: 1, minTimeout: 1, maxTimeout: 1 } }),
+      properLockfile.lock(p, {
+        realpath: false,
+        retries: { forever: true, retries: 1, factor: 1, minTimeout: 1, maxTimeout: 1 },
+      }),
   },
   lockfile: lockfile && {
     waits: 'polling: wait + pollPeriod 1 ms (its fastest)',

@@ -18,7 +18,13 @@ const threads = () => fs.readdirSync('/proc/self/task').length;
   const before = threads();
   const order = [];
   const pending = [];
-  for (let i = 0; i < n; i++) pending.push(fslock.lock(p).then((l) => { order.push(i); l.release(); }));
+  for (let i = 0; i < n; i++)
+    pending.push(
+      fslock.lock(p).then((l) => {
+        order.push(i);
+        l.release();
+      }),
+    );
   await new Promise((r) => setTimeout(r, 100));
   const addedThreads = threads() - before;
   const rssMB = process.memoryUsage().rss / 2 ** 20;
@@ -30,6 +36,15 @@ const threads = () => fs.readdirSync('/proc/self/task').length;
   const drainMs = performance.now() - t0;
   await new Promise((r) => setTimeout(r, 20));
   h.disable();
-  process.stdout.write(JSON.stringify({ n, addedThreads, rssMB, drainMs, delayP99Ms: h.percentile(99) / 1e6, fifo: order.every((v, i) => v === i) }));
+  process.stdout.write(
+    JSON.stringify({
+      n,
+      addedThreads,
+      rssMB,
+      drainMs,
+      delayP99Ms: h.percentile(99) / 1e6,
+      fifo: order.every((v, i) => v === i),
+    }),
+  );
   process.exit(0);
 })();

@@ -67,8 +67,12 @@ async function scenario1(bin) {
     const names = Object.keys(contenders).filter((n) => !shared || contenders[n].shared);
     for (let r = 0; r < ROUNDS; r++) {
       const floorPrim = 'flock+ofd';
-      (rows['C floor (open, flock+OFD, unlock, close)'] ??= []).push(...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, floorPrim, shared ? 'sh' : 'ex'));
-      (rows['C floor (open, flock, unlock, close)'] ??= []).push(...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, 'flock', shared ? 'sh' : 'ex'));
+      (rows['C floor (open, flock+OFD, unlock, close)'] ??= []).push(
+        ...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, floorPrim, shared ? 'sh' : 'ex'),
+      );
+      (rows['C floor (open, flock, unlock, close)'] ??= []).push(
+        ...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, 'flock', shared ? 'sh' : 'ex'),
+      );
       for (const name of rotate(names, r)) {
         const c = contenders[name];
         const p = lockPathFor(name, path.join(WORK, `u-${name.replace(/\W+/g, '_')}`));
@@ -93,7 +97,9 @@ async function scenario1(bin) {
 // ---------------------------------------------------------------------------
 // 2. Hand-off latency between processes
 function child(role, name, base, extra) {
-  const c = fork(path.join(__dirname, 'child.js'), [role, name, base, extra ?? ''], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const c = fork(path.join(__dirname, 'child.js'), [role, name, base, extra ?? ''], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   const queue = [];
   c.on('message', (m) => queue.shift()?.(m));
   return {
@@ -136,7 +142,9 @@ async function scenario2(bin) {
   const names = Object.keys(contenders).filter((n) => contenders[n].acquire);
   const rows = {};
   for (let r = 0; r < ROUNDS; r++) {
-    (rows['C floor (flock+OFD, fork)'] ??= []).push(...floor(bin, 'handoff', path.join(WORK, 'floor-h.lock'), rounds, 'flock+ofd'));
+    (rows['C floor (flock+OFD, fork)'] ??= []).push(
+      ...floor(bin, 'handoff', path.join(WORK, 'floor-h.lock'), rounds, 'flock+ofd'),
+    );
     for (const name of rotate(names, r)) (rows[name] ??= []).push(...(await handoff(name, rounds)));
   }
   return {
@@ -160,7 +168,9 @@ async function scenario3() {
         const counter = `${base}.count`;
         fs.writeFileSync(counter, '0');
         if (name !== 'lockfile') fs.writeFileSync(base, '');
-        const kids = Array.from({ length: procs }, () => child('counter', name, base, JSON.stringify({ seconds, counter })));
+        const kids = Array.from({ length: procs }, () =>
+          child('counter', name, base, JSON.stringify({ seconds, counter })),
+        );
         const mine = (await Promise.all(kids.map((k) => k.next()))).reduce((a, m) => a + m.mine, 0);
         kids.forEach((k) => k.kill());
         const final = Number(fs.readFileSync(counter, 'utf8'));
@@ -236,10 +246,15 @@ async function scenario6() {
     for (let round = 0; round < ROUNDS; round++) {
       for (const mode of ['link', 'copy']) {
         let sess;
-        r[mode].push(await time(async () => (sess = await openSession(crate, { copy: mode === 'link' ? 'auto' : 'copy' }))));
+        r[mode].push(
+          await time(async () => (sess = await openSession(crate, { copy: mode === 'link' ? 'auto' : 'copy' }))),
+        );
         await sess.abandon();
       }
-      for (const [k, flags] of [['cpal', '-al'], ['cpa', '-a']]) {
+      for (const [k, flags] of [
+        ['cpal', '-al'],
+        ['cpa', '-a'],
+      ]) {
         const dst = path.join(WORK, `cp-${files}-${k}-${round}`);
         r[k].push(await time(async () => spawnSync('cp', [flags, source, dst])));
         fs.rmSync(dst, { recursive: true, force: true });
@@ -310,12 +325,21 @@ function summarize(res) {
       if (!rows) continue;
       const f = Math.min(rows.fslock.p50, rows['fslock (async)']?.p50 ?? Infinity);
       const [peer, peerP50] = bestPeer(rows);
-      check(f <= peerP50, `S1 ${mode}: fslock p50 ${fmt(f)} µs no slower than the fastest native peer (${peer} ${fmt(peerP50)} µs): ${ratio(f, peerP50)}`);
+      check(
+        f <= peerP50,
+        `S1 ${mode}: fslock p50 ${fmt(f)} µs no slower than the fastest native peer (${peer} ${fmt(peerP50)} µs): ${ratio(f, peerP50)}`,
+      );
     }
     const ex = res.s1.exclusive;
-    for (const [ours, theirs] of [['fslock/proper-lockfile', 'proper-lockfile'], ['fslock/lockfile', 'lockfile']]) {
+    for (const [ours, theirs] of [
+      ['fslock/proper-lockfile', 'proper-lockfile'],
+      ['fslock/lockfile', 'lockfile'],
+    ]) {
       if (ex[ours] && ex[theirs]) {
-        check(ex[theirs].p50 / ex[ours].p50 >= 10, `S1 ${ours} ${fmt(ex[ours].p50)} µs at least 10× faster than ${theirs} (${fmt(ex[theirs].p50)} µs): ${fmt(ex[theirs].p50 / ex[ours].p50)}×`);
+        check(
+          ex[theirs].p50 / ex[ours].p50 >= 10,
+          `S1 ${ours} ${fmt(ex[ours].p50)} µs at least 10× faster than ${theirs} (${fmt(ex[theirs].p50)} µs): ${fmt(ex[theirs].p50 / ex[ours].p50)}×`,
+        );
       }
     }
   }
@@ -325,12 +349,27 @@ function summarize(res) {
     const floorP50 = rows['C floor (flock+OFD, fork)'].p50;
     const [p50Peer, peerP50] = bestPeer(rows);
     const [p99Peer, peerP99] = bestPeer(rows, (v) => v.p99);
-    check(f.p50 <= peerP50, `S2 hand-off p50 ${fmt(f.p50)} µs no slower than the fastest native peer (${p50Peer} ${fmt(peerP50)} µs): ${ratio(f.p50, peerP50)}`);
-    check(f.p99 <= peerP99, `S2 hand-off p99 ${fmt(f.p99)} µs no slower than the fastest native peer (${p99Peer} ${fmt(peerP99)} µs): ${ratio(f.p99, peerP99)}`);
-    check(f.p50 <= 4 * floorP50, `S2 hand-off p50 within 4× of the C floor (${fmt(floorP50)} µs): ${ratio(f.p50, floorP50)}`);
-    for (const [ours, theirs] of [['fslock/proper-lockfile', 'proper-lockfile'], ['fslock/lockfile', 'lockfile']]) {
+    check(
+      f.p50 <= peerP50,
+      `S2 hand-off p50 ${fmt(f.p50)} µs no slower than the fastest native peer (${p50Peer} ${fmt(peerP50)} µs): ${ratio(f.p50, peerP50)}`,
+    );
+    check(
+      f.p99 <= peerP99,
+      `S2 hand-off p99 ${fmt(f.p99)} µs no slower than the fastest native peer (${p99Peer} ${fmt(peerP99)} µs): ${ratio(f.p99, peerP99)}`,
+    );
+    check(
+      f.p50 <= 4 * floorP50,
+      `S2 hand-off p50 within 4× of the C floor (${fmt(floorP50)} µs): ${ratio(f.p50, floorP50)}`,
+    );
+    for (const [ours, theirs] of [
+      ['fslock/proper-lockfile', 'proper-lockfile'],
+      ['fslock/lockfile', 'lockfile'],
+    ]) {
       if (rows[ours] && rows[theirs]) {
-        check(rows[theirs].p50 / rows[ours].p50 >= 10, `S2 ${ours} hand-off ${fmt(rows[ours].p50)} µs at least 10× faster than ${theirs} at its fastest (${fmt(rows[theirs].p50)} µs): ${fmt(rows[theirs].p50 / rows[ours].p50)}×`);
+        check(
+          rows[theirs].p50 / rows[ours].p50 >= 10,
+          `S2 ${ours} hand-off ${fmt(rows[ours].p50)} µs at least 10× faster than ${theirs} at its fastest (${fmt(rows[theirs].p50)} µs): ${fmt(rows[theirs].p50 / rows[ours].p50)}×`,
+        );
       }
     }
   }
@@ -338,24 +377,38 @@ function summarize(res) {
     for (const procs of Object.keys(res.s3)) {
       const row = res.s3[procs];
       check(row.fslock.lost === 0, `S3 ${procs} processes: fslock lost ${row.fslock.lost} updates`);
-      const peers = NATIVE_PEERS.filter((n) => row[n]).map((n) => [n, row[n].perSecond]).sort((a, b) => b[1] - a[1]);
-      if (peers[0]) check(row.fslock.perSecond >= peers[0][1], `S3 ${procs} processes: fslock ${fmt(row.fslock.perSecond, 0)}/s no lower than the best peer (${peers[0][0]} ${fmt(peers[0][1], 0)}/s): ${ratio(row.fslock.perSecond, peers[0][1])}`);
+      const peers = NATIVE_PEERS.filter((n) => row[n])
+        .map((n) => [n, row[n].perSecond])
+        .sort((a, b) => b[1] - a[1]);
+      if (peers[0])
+        check(
+          row.fslock.perSecond >= peers[0][1],
+          `S3 ${procs} processes: fslock ${fmt(row.fslock.perSecond, 0)}/s no lower than the best peer (${peers[0][0]} ${fmt(peers[0][1], 0)}/s): ${ratio(row.fslock.perSecond, peers[0][1])}`,
+        );
     }
   }
   if (res.s4) {
     const e = res.s4.fslock;
     check(e.delayP99Ms <= 5, `S4 event-loop delay p99 with 100 waits ${fmt(e.delayP99Ms, 2)} ms <= 5 ms`);
-    check(e.busyReadMs !== null && e.busyReadMs <= 2 * Math.max(e.idleReadMs, 0.05),
-      `S4 readFile ${fmt(e.busyReadMs, 3)} ms vs idle ${fmt(e.idleReadMs, 3)} ms: no more than 2× slower`);
+    check(
+      e.busyReadMs !== null && e.busyReadMs <= 2 * Math.max(e.idleReadMs, 0.05),
+      `S4 readFile ${fmt(e.busyReadMs, 3)} ms vs idle ${fmt(e.idleReadMs, 3)} ms: no more than 2× slower`,
+    );
   }
   if (res.s5) {
     const s = res.s5;
     check(s.end.fds === s.start.fds, `S5 fds ${s.start.fds} → ${s.end.fds} over ${s.cycles} cycles`);
-    check(s.end.rssMB - s.start.rssMB < 10, `S5 RSS ${fmt(s.start.rssMB)} → ${fmt(s.end.rssMB)} MB (growth under 10 MB)`);
+    check(
+      s.end.rssMB - s.start.rssMB < 10,
+      `S5 RSS ${fmt(s.start.rssMB)} → ${fmt(s.end.rssMB)} MB (growth under 10 MB)`,
+    );
   }
   if (res.s6) {
     for (const [files, o] of Object.entries(res.s6.open)) {
-      check(o.linkMs <= 2 * o.cpAlMs, `S6 open with ${files} files ${fmt(o.linkMs)} ms within 2× of cp -al (${fmt(o.cpAlMs)} ms): ${fmt(o.linkMs / o.cpAlMs, 2)}×`);
+      check(
+        o.linkMs <= 2 * o.cpAlMs,
+        `S6 open with ${files} files ${fmt(o.linkMs)} ms within 2× of cp -al (${fmt(o.cpAlMs)} ms): ${fmt(o.linkMs / o.cpAlMs, 2)}×`,
+      );
     }
   }
   if (res.s7) {
@@ -373,7 +426,10 @@ function markdown(res) {
   const L = [];
   const m = res.machine;
   L.push(`# fslock benchmarks: ${res.name}`, '');
-  L.push(`Measured ${m.date} with \`${m.command}\` on ${m.cpu} (${m.cores} cores, ${m.memoryGiB} GiB), ${m.os}, Node ${m.node}, ${m.filesystem}. ${ROUNDS} rounds, contenders interleaved. Times in µs unless marked.`, '');
+  L.push(
+    `Measured ${m.date} with \`${m.command}\` on ${m.cpu} (${m.cores} cores, ${m.memoryGiB} GiB), ${m.os}, Node ${m.node}, ${m.filesystem}. ${ROUNDS} rounds, contenders interleaved. Times in µs unless marked.`,
+    '',
+  );
   L.push('## Targets', '');
   for (const c of res.summary) L.push(`- ${c.ok ? 'met' : '**missed**'}: ${c.text}`);
   L.push('');
@@ -383,48 +439,105 @@ function markdown(res) {
       const floorP50 = rows['C floor (open, flock+OFD, unlock, close)'].p50;
       const peers = Object.entries(rows).filter(([k]) => !k.startsWith('C floor') && !k.startsWith('fslock'));
       const bestPeer = Math.min(...peers.map(([, v]) => v.p50));
-      L.push(`## 1. Uncontended acquire + release by path (${mode})`, '', '| contender | p50 | p90 | p99 | × floor | × best peer |', '|---|---|---|---|---|---|');
+      L.push(
+        `## 1. Uncontended acquire + release by path (${mode})`,
+        '',
+        '| contender | p50 | p90 | p99 | × floor | × best peer |',
+        '|---|---|---|---|---|---|',
+      );
       for (const [k, v] of Object.entries(rows).sort((a, b) => a[1].p50 - b[1].p50)) {
-        L.push(`| ${k} | ${fmt(v.p50)} | ${fmt(v.p90)} | ${fmt(v.p99)} | ${fmt(v.p50 / floorP50, 2)} | ${fmt(v.p50 / bestPeer, 2)} |`);
+        L.push(
+          `| ${k} | ${fmt(v.p50)} | ${fmt(v.p90)} | ${fmt(v.p99)} | ${fmt(v.p50 / floorP50, 2)} | ${fmt(v.p50 / bestPeer, 2)} |`,
+        );
       }
       L.push('', `![uncontended ${mode}](s1-${mode}.svg)`, '');
     }
   }
   if (res.s2) {
-    L.push('## 2. Hand-off latency: release in one process → acquired in another', '', '| contender | how it waits | p50 | p90 | p99 |', '|---|---|---|---|---|');
+    L.push(
+      '## 2. Hand-off latency: release in one process → acquired in another',
+      '',
+      '| contender | how it waits | p50 | p90 | p99 |',
+      '|---|---|---|---|---|',
+    );
     for (const [k, v] of Object.entries(res.s2.rows).sort((a, b) => a[1].p50 - b[1].p50)) {
-      L.push(`| ${k} | ${res.s2.waits[k] ?? 'blocking flock + F_OFD_SETLKW'} | ${fmt(v.p50)} | ${fmt(v.p90)} | ${fmt(v.p99)} |`);
+      L.push(
+        `| ${k} | ${res.s2.waits[k] ?? 'blocking flock + F_OFD_SETLKW'} | ${fmt(v.p50)} | ${fmt(v.p90)} | ${fmt(v.p99)} |`,
+      );
     }
     L.push('', '![hand-off](s2-handoff.svg)', '');
   }
   if (res.s3) {
     const names = Object.keys(res.s3[2]);
-    L.push('## 3. Throughput under contention (locked increments per second; lost updates)', '', `| contender | ${Object.keys(res.s3).map((p) => `${p} procs`).join(' | ')} |`, `|---|${Object.keys(res.s3).map(() => '---').join('|')}|`);
+    L.push(
+      '## 3. Throughput under contention (locked increments per second; lost updates)',
+      '',
+      `| contender | ${Object.keys(res.s3)
+        .map((p) => `${p} procs`)
+        .join(' | ')} |`,
+      `|---|${Object.keys(res.s3)
+        .map(() => '---')
+        .join('|')}|`,
+    );
     for (const n of names) {
-      L.push(`| ${n} | ${Object.keys(res.s3).map((p) => `${fmt(res.s3[p][n].perSecond, 0)}${res.s3[p][n].lost ? ` (**${res.s3[p][n].lost} lost**)` : ''}`).join(' | ')} |`);
+      L.push(
+        `| ${n} | ${Object.keys(res.s3)
+          .map((p) => `${fmt(res.s3[p][n].perSecond, 0)}${res.s3[p][n].lost ? ` (**${res.s3[p][n].lost} lost**)` : ''}`)
+          .join(' | ')} |`,
+      );
     }
     L.push('', '![throughput](s3-throughput.svg)', '');
   }
   if (res.s4) {
-    L.push('## 4. Event-loop health with 100 pending waits (ms)', '', '| contender | event-loop delay p99 (idle) | with 100 waits | readFile p50 idle | with 100 waits |', '|---|---|---|---|---|');
+    L.push(
+      '## 4. Event-loop health with 100 pending waits (ms)',
+      '',
+      '| contender | event-loop delay p99 (idle) | with 100 waits | readFile p50 idle | with 100 waits |',
+      '|---|---|---|---|---|',
+    );
     for (const [k, v] of Object.entries(res.s4)) {
-      L.push(`| ${k} | ${fmt(v.idleDelayP99Ms, 2)} | ${fmt(v.delayP99Ms, 2)} | ${fmt(v.idleReadMs, 3)} | ${v.busyReadMs === null ? '**blocked (> 2000)**' : fmt(v.busyReadMs, 3)} |`);
+      L.push(
+        `| ${k} | ${fmt(v.idleDelayP99Ms, 2)} | ${fmt(v.delayP99Ms, 2)} | ${fmt(v.idleReadMs, 3)} | ${v.busyReadMs === null ? '**blocked (> 2000)**' : fmt(v.busyReadMs, 3)} |`,
+      );
     }
     L.push('');
   }
   if (res.s5) {
     const s = res.s5;
-    L.push('## 5. Cost over time', '', `${s.cycles} acquire/release cycles (lockSync, then lock) in ${fmt(s.ms / 1000, 1)} s: open descriptors ${s.start.fds} → ${s.end.fds}, RSS ${fmt(s.start.rssMB)} → ${fmt(s.end.rssMB)} MB.`, '');
+    L.push(
+      '## 5. Cost over time',
+      '',
+      `${s.cycles} acquire/release cycles (lockSync, then lock) in ${fmt(s.ms / 1000, 1)} s: open descriptors ${s.start.fds} → ${s.end.fds}, RSS ${fmt(s.start.rssMB)} → ${fmt(s.end.rssMB)} MB.`,
+      '',
+    );
   }
   if (res.s7) {
-    L.push('## 7. Many pending waits on one path in one process', '', '| pending waits | threads added | RSS (MB) | drain after release (ms) | event-loop delay p99 (ms) | served in order |', '|---|---|---|---|---|---|');
-    for (const [n, m] of Object.entries(res.s7)) L.push(`| ${n} | ${m.addedThreads} | ${fmt(m.rssMB, 0)} | ${fmt(m.drainMs, 0)} | ${fmt(m.delayP99Ms, 2)} | ${m.fifo ? 'yes' : '**no**'} |`);
+    L.push(
+      '## 7. Many pending waits on one path in one process',
+      '',
+      '| pending waits | threads added | RSS (MB) | drain after release (ms) | event-loop delay p99 (ms) | served in order |',
+      '|---|---|---|---|---|---|',
+    );
+    for (const [n, m] of Object.entries(res.s7))
+      L.push(
+        `| ${n} | ${m.addedThreads} | ${fmt(m.rssMB, 0)} | ${fmt(m.drainMs, 0)} | ${fmt(m.delayP99Ms, 2)} | ${m.fifo ? 'yes' : '**no**'} |`,
+      );
     L.push('');
   }
   if (res.s6) {
-    L.push('## 6. Sessions (ms)', '', '| files | openSession (hard links) | openSession (copy) | `cp -al` | `cp -a` |', '|---|---|---|---|---|');
-    for (const [f, o] of Object.entries(res.s6.open)) L.push(`| ${f} | ${fmt(o.linkMs)} | ${fmt(o.copyMs)} | ${fmt(o.cpAlMs)} | ${fmt(o.cpAMs)} |`);
-    L.push('', `Garbage collection of ${res.s6.gc.sessions} dead working sessions: ${fmt(res.s6.gc.ms)} ms (${res.s6.gc.deleted} deleted, ${res.s6.gc.errors} errors).`, '');
+    L.push(
+      '## 6. Sessions (ms)',
+      '',
+      '| files | openSession (hard links) | openSession (copy) | `cp -al` | `cp -a` |',
+      '|---|---|---|---|---|',
+    );
+    for (const [f, o] of Object.entries(res.s6.open))
+      L.push(`| ${f} | ${fmt(o.linkMs)} | ${fmt(o.copyMs)} | ${fmt(o.cpAlMs)} | ${fmt(o.cpAMs)} |`);
+    L.push(
+      '',
+      `Garbage collection of ${res.s6.gc.sessions} dead working sessions: ${fmt(res.s6.gc.ms)} ms (${res.s6.gc.deleted} deleted, ${res.s6.gc.errors} errors).`,
+      '',
+    );
   }
   return L.join('\n');
 }
@@ -433,17 +546,40 @@ async function main() {
   const bin = compileFloor();
   const res = { name: args.name, machine: machine() };
   const want = (n) => !ONLY || ONLY.has(n);
-  if (want(1)) { log('1. uncontended …'); res.s1 = await scenario1(bin); }
-  if (want(2)) { log('2. hand-off …'); res.s2 = await scenario2(bin); }
-  if (want(3)) { log('3. throughput …'); res.s3 = await scenario3(); }
-  if (want(4)) { log('4. event loop …'); res.s4 = await scenario4(); }
-  if (want(5)) { log('5. cost over time …'); res.s5 = await scenario5(); }
-  if (want(6)) { log('6. sessions …'); res.s6 = await scenario6(); }
-  if (want(7)) { log('7. many waits …'); res.s7 = await scenario7(); }
+  if (want(1)) {
+    log('1. uncontended …');
+    res.s1 = await scenario1(bin);
+  }
+  if (want(2)) {
+    log('2. hand-off …');
+    res.s2 = await scenario2(bin);
+  }
+  if (want(3)) {
+    log('3. throughput …');
+    res.s3 = await scenario3();
+  }
+  if (want(4)) {
+    log('4. event loop …');
+    res.s4 = await scenario4();
+  }
+  if (want(5)) {
+    log('5. cost over time …');
+    res.s5 = await scenario5();
+  }
+  if (want(6)) {
+    log('6. sessions …');
+    res.s6 = await scenario6();
+  }
+  if (want(7)) {
+    log('7. many waits …');
+    res.s7 = await scenario7();
+  }
   res.summary = summarize(res);
   log(`\n${markdown(res)}`);
   const missed = res.summary.filter((c) => !c.ok);
-  log(`\nTargets (bench/TARGETS.md):\n${res.summary.map((c) => `  ${c.ok ? 'met   ' : 'MISSED'}  ${c.text}`).join('\n')}`);
+  log(
+    `\nTargets (bench/TARGETS.md):\n${res.summary.map((c) => `  ${c.ok ? 'met   ' : 'MISSED'}  ${c.text}`).join('\n')}`,
+  );
   log(missed.length ? `\n${missed.length} target(s) missed` : '\nall targets met');
   if (!args.save) {
     log('\n(not saved: pass --save to write bench/results/)');
@@ -454,17 +590,35 @@ async function main() {
   fs.writeFileSync(path.join(RESULTS, `${args.name}.md`), `${markdown(res)}\n`);
   if (res.s1) {
     for (const mode of Object.keys(res.s1)) {
-      fs.writeFileSync(path.join(RESULTS, `s1-${mode}.svg`), barChart(`Uncontended acquire + release (${mode}), p50 µs, log scale`,
-        Object.entries(res.s1[mode]).map(([k, v]) => ({ label: k, value: v.p50 })), { unit: 'µs', log: true }));
+      fs.writeFileSync(
+        path.join(RESULTS, `s1-${mode}.svg`),
+        barChart(
+          `Uncontended acquire + release (${mode}), p50 µs, log scale`,
+          Object.entries(res.s1[mode]).map(([k, v]) => ({ label: k, value: v.p50 })),
+          { unit: 'µs', log: true },
+        ),
+      );
     }
   }
   if (res.s2) {
-    fs.writeFileSync(path.join(RESULTS, 's2-handoff.svg'), barChart('Hand-off latency between processes, p50 µs, log scale',
-      Object.entries(res.s2.rows).map(([k, v]) => ({ label: k, value: v.p50 })), { unit: 'µs', log: true }));
+    fs.writeFileSync(
+      path.join(RESULTS, 's2-handoff.svg'),
+      barChart(
+        'Hand-off latency between processes, p50 µs, log scale',
+        Object.entries(res.s2.rows).map(([k, v]) => ({ label: k, value: v.p50 })),
+        { unit: 'µs', log: true },
+      ),
+    );
   }
   if (res.s3) {
-    fs.writeFileSync(path.join(RESULTS, 's3-throughput.svg'), barChart('Locked increments per second, 4 processes',
-      Object.entries(res.s3[4]).map(([k, v]) => ({ label: k, value: v.perSecond, bad: v.lost > 0 })), { unit: '/s', higherIsBetter: true }));
+    fs.writeFileSync(
+      path.join(RESULTS, 's3-throughput.svg'),
+      barChart(
+        'Locked increments per second, 4 processes',
+        Object.entries(res.s3[4]).map(([k, v]) => ({ label: k, value: v.perSecond, bad: v.lost > 0 })),
+        { unit: '/s', higherIsBetter: true },
+      ),
+    );
   }
   log(`saved bench/results/${args.name}.{json,md} and the charts`);
 }

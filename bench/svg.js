@@ -30,8 +30,12 @@ function barChart(title, items, { unit = '', log = false, higherIsBetter = false
     const isFloor = /^C floor/.test(r.label);
     const color = r.bad ? '#c0392b' : isFslock ? '#2e86de' : isFloor ? '#7f8c8d' : '#f39c12';
     parts.push(`<text x="${labelW - 8}" y="${y + 16}" text-anchor="end">${esc(r.label)}</text>`);
-    parts.push(`<rect x="${labelW}" y="${y + 4}" width="${scale(r.value).toFixed(1)}" height="${rowH - 8}" fill="${color}"/>`);
-    parts.push(`<text x="${labelW + scale(r.value) + 6}" y="${y + 16}">${fmt(r.value)} ${esc(unit)}${r.bad ? ' (lost updates)' : ''}</text>`);
+    parts.push(
+      `<rect x="${labelW}" y="${y + 4}" width="${scale(r.value).toFixed(1)}" height="${rowH - 8}" fill="${color}"/>`,
+    );
+    parts.push(
+      `<text x="${labelW + scale(r.value) + 6}" y="${y + 16}">${fmt(r.value)} ${esc(unit)}${r.bad ? ' (lost updates)' : ''}</text>`,
+    );
   });
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -7,10 +7,10 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
-#include <unordered_map>
 #include <set>
-#include <unordered_set>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "platform/platform.h"
 
@@ -21,9 +21,9 @@ struct WaitCtx;
 struct Instance {
   std::mutex mu;
   std::unordered_set<platform::handle_t> handles;  // opened here and not yet closed
-  std::set<uint64_t> holders;               // POSIX registry holders taken here
-  std::set<std::shared_ptr<WaitCtx>> waits; // pending asynchronous waits
-  std::set<std::string> marks;              // process-wide marks set by this env
+  std::set<uint64_t> holders;                      // POSIX registry holders taken here
+  std::set<std::shared_ptr<WaitCtx>> waits;        // pending asynchronous waits
+  std::set<std::string> marks;                     // process-wide marks set by this env
   // Results that do not fit a return value: out[0] the descriptor, out[1] the
   // contended step (or -1). A Float64Array the JS side keeps (HANDLE values fit).
   double* out = nullptr;

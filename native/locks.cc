@@ -114,7 +114,8 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
         return Napi::String::New(env, IdentityKey(cached.id));
       }
       p::Identity now;
-      if (r == 0 && p::StatPathIdentity(path.c_str(), &now) == 0 && now == cached.id) return taken(cached.fd, cached.id);
+      if (r == 0 && p::StatPathIdentity(path.c_str(), &now) == 0 && now == cached.id)
+        return taken(cached.fd, cached.id);
       UnlockSteps(cached.fd, steps, k);  // an error, or the file was replaced: forget this descriptor
       CloseHandle(inst, cached.fd);
     }
@@ -157,7 +158,8 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
     CloseHandle(inst, h);
     if (e != 0 && !p::IsMissing(e)) throw MakeSystemError(env, e, "stat", path);
   }
-  Napi::Error e = Napi::Error::New(env, "EAGAIN: the lock file kept being replaced while it was locked, '" + path + "'");
+  Napi::Error e =
+      Napi::Error::New(env, "EAGAIN: the lock file kept being replaced while it was locked, '" + path + "'");
   e.Set("code", Napi::String::New(env, "EAGAIN"));
   e.Set("path", Napi::String::New(env, path));
   throw e;

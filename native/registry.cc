@@ -30,7 +30,8 @@ Napi::Value RegistryLock(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value RegistryChange(const Napi::CallbackInfo& info) {
-  int r = p::RegistryChange(static_cast<uint64_t>(IntArg(info, 0, "holder")), static_cast<int>(IntArg(info, 1, "type")));
+  int r =
+      p::RegistryChange(static_cast<uint64_t>(IntArg(info, 0, "holder")), static_cast<int>(IntArg(info, 1, "type")));
   if (r == 0) return Napi::Boolean::New(info.Env(), true);
   if (p::IsContended(r)) return Napi::Boolean::New(info.Env(), false);
   throw MakeSystemError(info.Env(), r, "fcntl(F_SETLK)");

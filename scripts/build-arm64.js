@@ -23,7 +23,14 @@ try {
   const r = spawnSync(path.join(root, 'node_modules', '.bin', 'node-gyp'), ['rebuild', '--arch=arm64'], {
     cwd: work,
     encoding: 'utf8',
-    env: { ...process.env, CC: `${CROSS}gcc`, CXX: `${CROSS}g++`, LINK: `${CROSS}g++`, AR: `${CROSS}ar`, npm_config_nodedir: nodedir },
+    env: {
+      ...process.env,
+      CC: `${CROSS}gcc`,
+      CXX: `${CROSS}g++`,
+      LINK: `${CROSS}g++`,
+      AR: `${CROSS}ar`,
+      npm_config_nodedir: nodedir,
+    },
   });
   if (r.status !== 0) {
     process.stderr.write(`${r.stdout}${r.stderr}`);
@@ -34,7 +41,9 @@ try {
   fs.mkdirSync(out, { recursive: true });
   fs.copyFileSync(path.join(work, 'build', 'Release', 'fslock.node'), path.join(out, 'fslock.node'));
   execFileSync(`${CROSS}strip`, [path.join(out, 'fslock.node')]);
-  console.log(`build:arm64: wrote build/linux-arm64/fslock.node (${fs.statSync(path.join(out, 'fslock.node')).size} bytes)`);
+  console.log(
+    `build:arm64: wrote build/linux-arm64/fslock.node (${fs.statSync(path.join(out, 'fslock.node')).size} bytes)`,
+  );
 } finally {
   fs.rmSync(work, { recursive: true, force: true });
 }

@@ -33,7 +33,9 @@ function run(cmd, args) {
     execFileSync(cmd, args, { stdio: 'inherit', cwd: root });
   } catch (err) {
     if (err.code === 'ENOENT') {
-      console.error(`build:win: ${cmd} not found. Install it with: apt-get install g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64`);
+      console.error(
+        `build:win: ${cmd} not found. Install it with: apt-get install g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64`,
+      );
     }
     process.exit(1);
   }
@@ -44,13 +46,30 @@ const implib = path.join(out, 'libnode_api.a');
 run(DLLTOOL, ['-d', path.join(headers, 'def', 'node_api.def'), '-l', implib, '-D', 'node.exe']);
 const target = path.join(out, 'fslock.node');
 run(CXX, [
-  '-std=c++17', '-O2', '-Wall', '-Wextra', '-shared',
-  '-DNAPI_VERSION=8', '-DNAPI_CPP_EXCEPTIONS', '-DWIN32_LEAN_AND_MEAN', '-DNOMINMAX', '-D_WIN32_WINNT=0x0A00',
+  '-std=c++17',
+  '-O2',
+  '-Wall',
+  '-Wextra',
+  '-shared',
+  '-DNAPI_VERSION=8',
+  '-DNAPI_CPP_EXCEPTIONS',
+  '-DWIN32_LEAN_AND_MEAN',
+  '-DNOMINMAX',
+  '-D_WIN32_WINNT=0x0A00',
   `-DFSLOCK_SOURCE_HASH="${sourceHash(root)}"`,
-  '-I', path.join(headers, 'include'), '-I', addonApi,
+  '-I',
+  path.join(headers, 'include'),
+  '-I',
+  addonApi,
   ...windowsSources(),
-  '-o', target,
-  '-L', out, '-lnode_api',
-  '-static', '-static-libgcc', '-static-libstdc++', '-s',
+  '-o',
+  target,
+  '-L',
+  out,
+  '-lnode_api',
+  '-static',
+  '-static-libgcc',
+  '-static-libstdc++',
+  '-s',
 ]);
 console.log(`build:win: wrote ${path.relative(root, target)} (${fs.statSync(target).size} bytes)`);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run prebuild — writes the binaries that ship in the package:
+// npm run build:prebuilds — writes the binaries that ship in the package:
 //   prebuilds/linux-x64/fslock.node   (prebuildify, with this machine's compiler)
 //   prebuilds/win32-x64/fslock.node   (MinGW-w64 cross-build, scripts/build-win.js)
 //   prebuilds/linux-arm64/fslock.node (aarch64-linux-gnu cross-build, scripts/build-arm64.js)

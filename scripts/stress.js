@@ -22,7 +22,9 @@ const { values } = parseArgs({
   },
 });
 if (values.help) {
-  console.log('usage: npm run stress -- [--processes P] [--threads T] [--iterations N] [--primitive auto|flock|ofd|posix] [--unlink]');
+  console.log(
+    'usage: npm run stress -- [--processes P] [--threads T] [--iterations N] [--primitive auto|flock|ofd|posix] [--unlink]',
+  );
   process.exit(0);
 }
 const P = Number(values.processes);
@@ -40,11 +42,15 @@ const counter = path.join(dir, 'counter');
 const options = JSON.stringify({ primitive: values.primitive, ...(values.unlink ? { unlinkOnRelease: true } : {}) });
 const script = path.join(__dirname, '..', 'test', 'fixtures', 'counter.cjs');
 const t0 = performance.now();
-const kids = Array.from({ length: P }, () =>
-  new Promise((resolve) => {
-    const c = spawn(process.execPath, [script, lockPath, counter, String(N), options, String(T)], { stdio: ['ignore', 'ignore', 'inherit'] });
-    c.on('exit', (code) => resolve(code));
-  }),
+const kids = Array.from(
+  { length: P },
+  () =>
+    new Promise((resolve) => {
+      const c = spawn(process.execPath, [script, lockPath, counter, String(N), options, String(T)], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      c.on('exit', (code) => resolve(code));
+    }),
 );
 Promise.all(kids).then((codes) => {
   const ms = performance.now() - t0;
@@ -52,11 +58,15 @@ Promise.all(kids).then((codes) => {
   let got = NaN;
   try {
     got = Number(fs.readFileSync(counter, 'utf8'));
-  } catch {}
+  } catch {
+    got = -1; // no counter file: reported as a failure below
+  }
   fs.rmSync(dir, { recursive: true, force: true });
   const failedKids = codes.filter((c) => c !== 0).length;
   const rate = Math.round((got / ms) * 1000);
-  console.log(`${P} processes × ${T} threads × ${N} iterations, primitive ${values.primitive}${values.unlink ? ', unlinkOnRelease' : ''}`);
+  console.log(
+    `${P} processes × ${T} threads × ${N} iterations, primitive ${values.primitive}${values.unlink ? ', unlinkOnRelease' : ''}`,
+  );
   console.log(`count ${got} of ${expected} in ${ms.toFixed(0)} ms (${rate} locked increments/s)`);
   if (failedKids || got !== expected) {
     console.error(`FAIL: ${expected - got} lost updates, ${failedKids} failed processes`);

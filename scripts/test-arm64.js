@@ -18,9 +18,11 @@ const fail = (msg) => {
   console.error(`test:arm64: ${msg}`);
   process.exit(1);
 };
-if (spawnSync('sh', ['-c', 'command -v qemu-aarch64']).status !== 0) fail('qemu-aarch64 is missing: apt-get install qemu-user');
+if (spawnSync('sh', ['-c', 'command -v qemu-aarch64']).status !== 0)
+  fail('qemu-aarch64 is missing: apt-get install qemu-user');
 const sysroot = process.env.ARM64_SYSROOT || '/usr/aarch64-linux-gnu';
-if (!fs.existsSync(path.join(sysroot, 'lib', 'ld-linux-aarch64.so.1'))) fail(`no arm64 C library in ${sysroot}: apt-get install libc6-arm64-cross libstdc++6-arm64-cross`);
+if (!fs.existsSync(path.join(sysroot, 'lib', 'ld-linux-aarch64.so.1')))
+  fail(`no arm64 C library in ${sysroot}: apt-get install libc6-arm64-cross libstdc++6-arm64-cross`);
 
 execFileSync(process.execPath, [path.join(__dirname, 'build-arm64.js')], { stdio: 'inherit' });
 let node;

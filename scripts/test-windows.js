@@ -20,7 +20,12 @@ const { fetchNode, stagePackage } = require('./stage.js');
 const root = path.join(__dirname, '..');
 const home = process.env.FSLOCK_WINE_HOME || path.join(os.homedir(), '.cache', 'fslock-wine');
 const NODE_WIN = process.env.FSLOCK_NODE_WIN_VERSION || '20';
-const env = { ...process.env, WINEPREFIX: path.join(home, 'prefix'), WINEDEBUG: '-all', WINEDLLOVERRIDES: 'mscoree,mshtml=' };
+const env = {
+  ...process.env,
+  WINEPREFIX: path.join(home, 'prefix'),
+  WINEDEBUG: '-all',
+  WINEDLLOVERRIDES: 'mscoree,mshtml=',
+};
 
 function fail(msg) {
   console.error(`test:windows: ${msg}`);

@@ -75,7 +75,12 @@ export interface Binding {
    * final path (the one it was acquired by), keeps the descriptor open
    * (unlocked) for the next acquire() of that path.
    */
-  release(fd: number, type: number, steps: number, ...triplesThenKeepOpenPath: Array<number | string | undefined>): void;
+  release(
+    fd: number,
+    type: number,
+    steps: number,
+    ...triplesThenKeepOpenPath: Array<number | string | undefined>
+  ): void;
   /** Closes kept-open descriptors idle for `idleMs` (0: all); returns how many stay. */
   sweepCache(idleMs: number): number;
   /** Results of acquire(): [descriptor, contended step or -1]. */
@@ -93,7 +98,15 @@ export interface Binding {
   ): WaitHandle;
   waitCancel(handle: WaitHandle, budgetMs: number): CancelOutcome;
   /** 1 granted, 0 timed out, 2 stuck (the fd now belongs to the waiter thread). */
-  waitSync(primitive: number, fd: number, type: number, start: number, len: number, timeoutMs: number, budgetMs: number): 0 | 1 | 2;
+  waitSync(
+    primitive: number,
+    fd: number,
+    type: number,
+    start: number,
+    len: number,
+    timeoutMs: number,
+    budgetMs: number,
+  ): 0 | 1 | 2;
   /** Holder id, or null when contended (in this process or another). */
   registryLock(fd: number, type: number, start: number, len: number): number | null;
   registryChange(holder: number, type: number): boolean;

@@ -32,13 +32,22 @@ export const LINUX_FS_MAGIC: Record<number, string> = {
 };
 
 const UNRELIABLE: Record<string, FsWarning> = {
-  nfs: { kind: 'nfs', why: 'NFS emulates flock with POSIX locks, mounts with nolock/local_lock give no cross-host exclusion, and a lost lease fails later I/O with EIO' },
+  nfs: {
+    kind: 'nfs',
+    why: 'NFS emulates flock with POSIX locks, mounts with nolock/local_lock give no cross-host exclusion, and a lost lease fails later I/O with EIO',
+  },
   smb2: { kind: 'smb', why: 'SMB turns flock into a mandatory whole-file lock (Linux) or refuses it (macOS)' },
   cifs: { kind: 'smb', why: 'SMB turns flock into a mandatory whole-file lock (Linux) or refuses it (macOS)' },
   smbfs: { kind: 'smb', why: 'SMB turns flock into a mandatory whole-file lock (Linux) or refuses it (macOS)' },
-  fuse: { kind: 'fuse', why: 'FUSE either keeps locks local to the mount or forwards them as the daemon\'s own POSIX locks, which do not exclude client processes from each other; forwarded waits can be uninterruptible' },
+  fuse: {
+    kind: 'fuse',
+    why: "FUSE either keeps locks local to the mount or forwards them as the daemon's own POSIX locks, which do not exclude client processes from each other; forwarded waits can be uninterruptible",
+  },
   '9p': { kind: '9p', why: '9p forwards locks to the host with weak semantics' },
-  overlayfs: { kind: 'overlay', why: 'a lock through the merged path does not exclude one through the upper layer, and two overlay mounts sharing a lower file do not exclude each other' },
+  overlayfs: {
+    kind: 'overlay',
+    why: 'a lock through the merged path does not exclude one through the upper layer, and two overlay mounts sharing a lower file do not exclude each other',
+  },
 };
 
 export interface FsDescription {

@@ -33,7 +33,17 @@
  * kernel agrees that this pid holds a lock on the file. Otherwise the kernel's
  * answer is used and the record is ignored.
  */
-import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readFileSync, readSync, renameSync, unlinkSync } from 'node:fs';
+import {
+  closeSync,
+  constants as fsc,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -144,7 +154,10 @@ function readSidecar(path: string): Buffer | null {
  */
 export function writeRecord(lockPath: string, fileIdentity: string, argv: string[] | undefined): WrittenRecord | null {
   const target = recordPath(lockPath);
-  const tmp = join(dirname(target), `.${basename(lockPath)}.fslock-holder-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const tmp = join(
+    dirname(target),
+    `.${basename(lockPath)}.fslock-holder-${process.pid}-${randomBytes(4).toString('hex')}.tmp`,
+  );
   let fd: number;
   try {
     fd = binding.open(tmp, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW);
@@ -170,7 +183,10 @@ export function writeRecord(lockPath: string, fileIdentity: string, argv: string
   } catch (err) {
     st = errorCode(err) === 'ENOENT' ? null : undefined;
   }
-  const replaceable = st === null || (st !== undefined && (st.isSymbolicLink() || (st.isFile() && parseRecord(readSidecar(target) ?? Buffer.alloc(0)) !== null)));
+  const replaceable =
+    st === null ||
+    (st !== undefined &&
+      (st.isSymbolicLink() || (st.isFile() && parseRecord(readSidecar(target) ?? Buffer.alloc(0)) !== null)));
   if (!replaceable) {
     unlinkQuietly(tmp);
     return null;
@@ -250,7 +266,8 @@ function procDev(dev: bigint): [number, number] {
   return [Number(major), Number(minor)];
 }
 
-const PROC_LINE = /^\d+:\s+(->\s+)?(FLOCK|OFDLCK|POSIX)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\S+)/;
+const PROC_LINE =
+  /^\d+:\s+(->\s+)?(FLOCK|OFDLCK|POSIX)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\S+)/;
 
 export function parseProcLocks(text: string, identity: string): { locks: KernelLock[]; waiters: number } {
   const [devStr, inoStr] = identity.split(':');
@@ -302,7 +319,12 @@ export interface CurrentHolder extends HolderRecord {
  * process the kernel names, with its command line from /proc. Null when
  * unknown. `procLocks` may pass an already read /proc/locks.
  */
-export function currentHolder(fd: number, path: string, procLocks?: string | null, excludeSelf = false): CurrentHolder | null {
+export function currentHolder(
+  fd: number,
+  path: string,
+  procLocks?: string | null,
+  excludeSelf = false,
+): CurrentHolder | null {
   let identity: string;
   try {
     identity = binding.identity(fd);
@@ -312,9 +334,12 @@ export function currentHolder(fd: number, path: string, procLocks?: string | nul
   const text = procLocks === undefined ? readProcLocksSync() : procLocks;
   // excludeSelf: the caller holds part of the lock itself (flock taken, OFD
   // contended), so this process's own entries are not the holder.
-  const kernelPids = text === null
-    ? null
-    : parseProcLocks(text, identity).locks.map((l) => l.pid).filter((p): p is number => p !== null && !(excludeSelf && p === process.pid));
+  const kernelPids =
+    text === null
+      ? null
+      : parseProcLocks(text, identity)
+          .locks.map((l) => l.pid)
+          .filter((p): p is number => p !== null && !(excludeSelf && p === process.pid));
   const rec = readRecord(path, identity);
   if (rec) {
     // On Linux the kernel is the truth: a record it contradicts is not believed.

@@ -15,7 +15,14 @@ import { openLockFile } from './open.js';
 import { binding, C } from './binding.js';
 import { checkPath, type LockMode } from './options.js';
 import { WINDOWS_LOCK_OFFSET } from './strategy.js';
-import { currentHolder, parseProcLocks, readProcLocksSync, type HolderRecord, type HolderSource, type KernelLock } from './holder.js';
+import {
+  currentHolder,
+  parseProcLocks,
+  readProcLocksSync,
+  type HolderRecord,
+  type HolderSource,
+  type KernelLock,
+} from './holder.js';
 
 export type { KernelLock, HolderSource };
 
@@ -98,7 +105,18 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
     fd = openLockFile(path, false, false, false);
   } catch (err) {
     if (errorCode(err) === 'ENOENT' && !isSymlink(path)) {
-      return { path, exists: false, held: false, mode: null, holder: null, holderSource: null, holderRemote: false, locks: [], waiters: 0, source: procLocks === null ? 'probe' : 'proc-locks' };
+      return {
+        path,
+        exists: false,
+        held: false,
+        mode: null,
+        holder: null,
+        holderSource: null,
+        holderRemote: false,
+        locks: [],
+        waiters: 0,
+        source: procLocks === null ? 'probe' : 'proc-locks',
+      };
     }
     throw err;
   }

@@ -9,7 +9,14 @@
  * deleted it with `unlinkOnRelease` while we waited; a lock on the orphaned
  * inode would exclude nobody), starting again if not.
  */
-import { currentHolder, readRecord, removeRecord, writeRecord, type HolderRecord, type WrittenRecord } from './holder.js';
+import {
+  currentHolder,
+  readRecord,
+  removeRecord,
+  writeRecord,
+  type HolderRecord,
+  type WrittenRecord,
+} from './holder.js';
 import { binding, C } from './binding.js';
 import {
   abortError,
@@ -35,7 +42,14 @@ import {
   type ParsedLockOptions,
 } from './options.js';
 import type { ResolvedPrimitive } from './primitives.js';
-import { readOnlyExclusive, strategyFor, typeOf, type LockHandle, type LockStrategy, type LostLock } from './strategy.js';
+import {
+  readOnlyExclusive,
+  strategyFor,
+  typeOf,
+  type LockHandle,
+  type LockStrategy,
+  type LostLock,
+} from './strategy.js';
 import { unlinkIfHeld } from './unlink.js';
 import type { WaitContext, WaitFailure } from './wait.js';
 
@@ -71,9 +85,13 @@ function holderOf(fd: number, path: string): HolderRecordLike | null {
 }
 
 function deadlockError(path: string): FslockError {
-  return new FslockError('EDEADLK', `EDEADLK: the lock is held by this thread itself, and a synchronous wait here ` +
-    `could never end (the only code that could release it is blocked waiting), '${path}'. Release the other ` +
-    'FileLock first, use tryLock, or wait asynchronously with lock().', { path, holder: { pid: process.pid, self: true } });
+  return new FslockError(
+    'EDEADLK',
+    `EDEADLK: the lock is held by this thread itself, and a synchronous wait here ` +
+      `could never end (the only code that could release it is blocked waiting), '${path}'. Release the other ` +
+      'FileLock first, use tryLock, or wait asynchronously with lock().',
+    { path, holder: { pid: process.pid, self: true } },
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -197,7 +215,13 @@ function resume(path: string, p: ParsedLockOptions, s: LockStrategy, c: Contende
   }
 }
 
-function waitContext(path: string, timeout: number, signal: AbortSignal | undefined, fd: () => number, deadline?: number): WaitContext {
+function waitContext(
+  path: string,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  fd: () => number,
+  deadline?: number,
+): WaitContext {
   return {
     path,
     deadline: deadline ?? (timeout === Infinity ? Infinity : performance.now() + timeout),
@@ -314,7 +338,13 @@ function released(identity: string, s: LockStrategy, range: LockRange | null): v
   if (line) serveLine(line);
 }
 
-function waitInLine(line: Line, path: string, p: ParsedLockOptions, s: LockStrategy, deadline: number): Promise<FileLock | Contended> {
+function waitInLine(
+  line: Line,
+  path: string,
+  p: ParsedLockOptions,
+  s: LockStrategy,
+  deadline: number,
+): Promise<FileLock | Contended> {
   return new Promise((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     const ticket: Ticket = {
@@ -482,7 +512,14 @@ export class FileLock {
   #identity: string;
 
   /** @internal */
-  constructor(path: string, h: LockHandle, s: LockStrategy, p: ParsedLockOptions, identity: string, record: WrittenRecord | null) {
+  constructor(
+    path: string,
+    h: LockHandle,
+    s: LockStrategy,
+    p: ParsedLockOptions,
+    identity: string,
+    record: WrittenRecord | null,
+  ) {
     this.path = path;
     this.primitive = s.resolved;
     this.range = p.range ? { ...p.range } : null;
@@ -619,14 +656,20 @@ export class FileLock {
     if (this.#mode === 'exclusive') return { atomic: true };
     const h = this.#handle;
     if (!h.writable) {
-      throw new FslockError('EBADF', `EBADF: the lock file was opened read-only (it is not writable), so it cannot be ` +
-        `locked exclusively, '${this.path}'. Make it writable or lock it in shared mode.`, { path: this.path });
+      throw new FslockError(
+        'EBADF',
+        `EBADF: the lock file was opened read-only (it is not writable), so it cannot be ` +
+          `locked exclusively, '${this.path}'. Make it writable or lock it in shared mode.`,
+        { path: this.path },
+      );
     }
     if (signal?.aborted) throw abortError(this.path, signal.reason, 'before');
     const ctx = waitContext(this.path, timeout, signal, () => h.fd);
     let outcome;
     try {
-      outcome = await this.#strategy.upgrade(h, ctx, timeout !== 0, () => lockedError(this.path, holderOf(h.fd, this.path)));
+      outcome = await this.#strategy.upgrade(h, ctx, timeout !== 0, () =>
+        lockedError(this.path, holderOf(h.fd, this.path)),
+      );
     } catch (err) {
       if ((err as LostLock).lost) {
         if (h.fd < 0) this.#close();
@@ -650,7 +693,16 @@ export class FileLock {
 
 // ---------------------------------------------------------------------------
 
-const TRY_LOCK_OPTIONS = new Set(['mode', 'primitive', 'range', 'create', 'unlinkOnRelease', 'record', 'allowUnsafeSymlink', 'keepOpen']);
+const TRY_LOCK_OPTIONS = new Set([
+  'mode',
+  'primitive',
+  'range',
+  'create',
+  'unlinkOnRelease',
+  'record',
+  'allowUnsafeSymlink',
+  'keepOpen',
+]);
 const LOCK_SYNC_OPTIONS = new Set([...TRY_LOCK_OPTIONS, 'timeout']);
 
 /** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */

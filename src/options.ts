@@ -116,8 +116,11 @@ export function checkOptionsObject(options: unknown, allowed: Set<string>, name 
   }
   for (const key of Object.keys(options)) {
     if (!allowed.has(key)) {
-      throw invalidArgValue(`${name}.${key}`, (options as Record<string, unknown>)[key],
-        `is not a known option (known: ${[...allowed].join(', ')})`);
+      throw invalidArgValue(
+        `${name}.${key}`,
+        (options as Record<string, unknown>)[key],
+        `is not a known option (known: ${[...allowed].join(', ')})`,
+      );
     }
   }
   return options as Record<string, unknown>;
@@ -178,7 +181,11 @@ function parseLockOptionsSlow(options: unknown): ParsedLockOptions {
   let primitive: 'auto' | PrimitiveName = 'auto';
   if (o.primitive !== undefined) {
     if (o.primitive !== 'auto' && !PRIMITIVE_NAMES.includes(o.primitive as PrimitiveName)) {
-      throw invalidArgValue('options.primitive', o.primitive, `must be one of 'auto', ${PRIMITIVE_NAMES.map((n) => `'${n}'`).join(', ')}`);
+      throw invalidArgValue(
+        'options.primitive',
+        o.primitive,
+        `must be one of 'auto', ${PRIMITIVE_NAMES.map((n) => `'${n}'`).join(', ')}`,
+      );
     }
     primitive = o.primitive as 'auto' | PrimitiveName;
   }
@@ -186,7 +193,11 @@ function parseLockOptionsSlow(options: unknown): ParsedLockOptions {
   const create = parseBool(o.create, 'options.create', DEFAULT_LOCK_OPTIONS.create);
   const unlinkOnRelease = parseBool(o.unlinkOnRelease, 'options.unlinkOnRelease', DEFAULT_LOCK_OPTIONS.unlinkOnRelease);
   if (unlinkOnRelease && mode !== 'exclusive') {
-    throw invalidArgValue('options.unlinkOnRelease', true, "requires mode 'exclusive' (only a sole holder may delete the file)");
+    throw invalidArgValue(
+      'options.unlinkOnRelease',
+      true,
+      "requires mode 'exclusive' (only a sole holder may delete the file)",
+    );
   }
   if (unlinkOnRelease && range) {
     throw invalidArgValue('options.unlinkOnRelease', true, 'cannot be combined with options.range');
@@ -203,7 +214,11 @@ function parseLockOptionsSlow(options: unknown): ParsedLockOptions {
   } else {
     record = parseBool(o.record, 'options.record', DEFAULT_LOCK_OPTIONS.record);
   }
-  const allowUnsafeSymlink = parseBool(o.allowUnsafeSymlink, 'options.allowUnsafeSymlink', DEFAULT_LOCK_OPTIONS.allowUnsafeSymlink);
+  const allowUnsafeSymlink = parseBool(
+    o.allowUnsafeSymlink,
+    'options.allowUnsafeSymlink',
+    DEFAULT_LOCK_OPTIONS.allowUnsafeSymlink,
+  );
   return {
     allowUnsafeSymlink,
     keepOpen: parseBool(o.keepOpen, 'options.keepOpen', DEFAULT_LOCK_OPTIONS.keepOpen),

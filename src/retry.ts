@@ -4,6 +4,8 @@
  * (EPERM/EACCES/EBUSY), as documented in the README.
  */
 
+import { errorCode } from './errors.js';
+
 /** 1, 2, 4, 8, 16 ms, then 25 ms forever: polling waits. */
 export function* pollDelays(first = 1, cap = 25): Generator<number, never> {
   let d = first;
@@ -39,7 +41,7 @@ export async function retryTransient<T>(op: () => Promise<T>, options: RetryOpti
     try {
       return await op();
     } catch (err) {
-      const code = (err as { code?: string }).code;
+      const code = errorCode(err);
       const elapsed = performance.now() - started;
       if (!code || !codes.includes(code) || elapsed + delay > budget) throw err;
       await new Promise((r) => setTimeout(r, delay));

@@ -176,9 +176,10 @@ class KernelStrategy extends LockStrategy {
   override acquireFast(path: string, create: boolean, type: number): FastResult {
     const a = this.#a;
     const flags = C.OPEN_WRITE | (create ? C.OPEN_CREATE : 0);
-    const identity = this.#n === 2
-      ? binding.acquire(path, flags, type, 2, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!)
-      : binding.acquire(path, flags, type, 1, a[0]!, a[1]!, a[2]!);
+    const identity =
+      this.#n === 2
+        ? binding.acquire(path, flags, type, 2, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!)
+        : binding.acquire(path, flags, type, 1, a[0]!, a[1]!, a[2]!);
     const out = binding.out;
     return { fd: out[0]!, identity, contended: out[1]! };
   }
@@ -308,10 +309,14 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
   const kernelWaits = C.NATIVE_WAIT;
   switch (resolved) {
     case 'flock+ofd':
-      return new KernelStrategy(resolved, [
-        { primitive: C.FLOCK, start: 0, len: 0 },
-        { primitive: C.OFD, start: 0, len: 0 },
-      ], !kernelWaits);
+      return new KernelStrategy(
+        resolved,
+        [
+          { primitive: C.FLOCK, start: 0, len: 0 },
+          { primitive: C.OFD, start: 0, len: 0 },
+        ],
+        !kernelWaits,
+      );
     case 'flock':
       return new KernelStrategy(resolved, [{ primitive: C.FLOCK, start: 0, len: 0 }], !kernelWaits);
     case 'ofd':
@@ -320,7 +325,11 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
       return new RegistryStrategy(resolved, [{ primitive: C.POSIX, start, len }], true);
     case 'windows':
       // Windows waits poll: Wine (where it is tested) cannot complete or cancel an overlapped wait.
-      return new WindowsStrategy(resolved, [{ primitive: C.WINDOWS, start: range ? start : WINDOWS_LOCK_OFFSET, len: range ? len : 1 }], true);
+      return new WindowsStrategy(
+        resolved,
+        [{ primitive: C.WINDOWS, start: range ? start : WINDOWS_LOCK_OFFSET, len: range ? len : 1 }],
+        true,
+      );
   }
 }
 
@@ -359,7 +368,11 @@ const wholeFile = new Map<string, LockStrategy>();
  * The strategy for a requested primitive (and range) on this platform.
  * Throws ENOTSUP for a primitive this platform lacks.
  */
-export function strategyFor(primitive: 'auto' | PrimitiveName, range: LockRange | undefined, path?: string): LockStrategy {
+export function strategyFor(
+  primitive: 'auto' | PrimitiveName,
+  range: LockRange | undefined,
+  path?: string,
+): LockStrategy {
   if (!range) {
     const hit = wholeFile.get(primitive);
     if (hit) return hit;
@@ -370,8 +383,11 @@ export function strategyFor(primitive: 'auto' | PrimitiveName, range: LockRange 
     resolved = range ? report.autoRange : report.auto;
   } else {
     if (!report.available[primitive]) {
-      throw notSupportedError(path, `the '${primitive}' primitive is not available on ${report.platform} ${report.release}`,
-        `Use primitive 'auto' (here: '${report.auto}').`);
+      throw notSupportedError(
+        path,
+        `the '${primitive}' primitive is not available on ${report.platform} ${report.release}`,
+        `Use primitive 'auto' (here: '${report.auto}').`,
+      );
     }
     if (primitive === 'flock' && range) {
       throw invalidArgValue('options.range', range, "cannot be used with primitive 'flock' (flock locks whole files)");
@@ -390,12 +406,21 @@ export function strategyFor(primitive: 'auto' | PrimitiveName, range: LockRange 
  * access. So 'auto' and 'flock' fall back to flock alone (and say so in
  * `FileLock.primitive`); other primitives cannot, and that is EBADF.
  */
-export function readOnlyExclusive(s: LockStrategy, requested: 'auto' | PrimitiveName, path: string, range: LockRange | undefined): LockStrategy {
+export function readOnlyExclusive(
+  s: LockStrategy,
+  requested: 'auto' | PrimitiveName,
+  path: string,
+  range: LockRange | undefined,
+): LockStrategy {
   if (s.steps.every((x) => x.primitive === C.FLOCK)) return s;
   if ((requested === 'auto' || requested === 'flock') && !range && primitives().available.flock) {
     return strategyFor('flock', undefined, path);
   }
-  throw new FslockError('EBADF', `EBADF: the lock file could only be opened read-only (it is not writable, or it is ` +
-    `a directory), so '${s.resolved}' cannot lock it exclusively, '${path}'. Make it writable, lock it in shared mode, ` +
-    "or use primitive 'flock' (which can).", { path });
+  throw new FslockError(
+    'EBADF',
+    `EBADF: the lock file could only be opened read-only (it is not writable, or it is ` +
+      `a directory), so '${s.resolved}' cannot lock it exclusively, '${path}'. Make it writable, lock it in shared mode, ` +
+      "or use primitive 'flock' (which can).",
+    { path },
+  );
 }

@@ -17,7 +17,10 @@ import { errorCode } from './errors.js';
 
 /** Deletes the file at `path` if it is the file with `identity` ("dev:ino") and empty. */
 export function unlinkIfHeld(path: string, identity: string): void {
-  const aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${process.pid}-${randomBytes(6).toString('hex')}`);
+  const aside = join(
+    dirname(path),
+    `.${basename(path)}.fslock-unlink-${process.pid}-${randomBytes(6).toString('hex')}`,
+  );
   try {
     renameSync(path, aside);
   } catch (err) {
@@ -56,7 +59,9 @@ function putBack(from: string, to: string): void {
 
 function warnLeftAside(from: string, to: string, err: unknown): void {
   if (errorCode(err) === 'ENOENT') return;
-  process.emitWarning(`fslock: a file that replaced the lock file '${to}' while it was being released could not be put ` +
-    `back (${errorCode(err) ?? 'error'}: another file is there now); it was left, untouched, at '${from}'`,
-  { code: 'FSLOCK_LEFT_ASIDE', type: 'FslockWarning' });
+  process.emitWarning(
+    `fslock: a file that replaced the lock file '${to}' while it was being released could not be put ` +
+      `back (${errorCode(err) ?? 'error'}: another file is there now); it was left, untouched, at '${from}'`,
+    { code: 'FSLOCK_LEFT_ASIDE', type: 'FslockWarning' },
+  );
 }

@@ -54,9 +54,11 @@ export function remaining(deadline: number): number {
 }
 
 function failure(ctx: WaitContext, why: 'timeout' | 'abort'): WaitFailure {
-  return (why === 'abort'
-    ? abortError(ctx.path, ctx.signal?.reason, 'while')
-    : timeoutError(ctx.path, ctx.timeout, ctx.holder())) as WaitFailure;
+  return (
+    why === 'abort'
+      ? abortError(ctx.path, ctx.signal?.reason, 'while')
+      : timeoutError(ctx.path, ctx.timeout, ctx.holder())
+  ) as WaitFailure;
 }
 
 /** Blocks in the kernel on a native thread until granted, timed out or aborted. */
@@ -97,7 +99,6 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<void> {
     arm();
   });
 }
-
 
 /** Calls `attempt` until it returns true, sleeping with capped backoff in between. */
 export async function pollWait(attempt: () => boolean, ctx: WaitContext): Promise<void> {
@@ -148,7 +149,15 @@ export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
     }
     // The native wait takes whole milliseconds; wait in steps a native clock
     // cannot overflow (a timeout of 1e13 ms or Number.MAX_VALUE must not end early).
-    const r = binding.waitSync(req.primitive, req.fd, req.type, req.start, req.len, Math.ceil(Math.min(ms, MAX_TIMER_MS)), CANCEL_BUDGET_MS);
+    const r = binding.waitSync(
+      req.primitive,
+      req.fd,
+      req.type,
+      req.start,
+      req.len,
+      Math.ceil(Math.min(ms, MAX_TIMER_MS)),
+      CANCEL_BUDGET_MS,
+    );
     if (r === 1) return;
     if (r === 0 && remaining(ctx.deadline) > 0) continue;
     const err = failure(ctx, 'timeout');

@@ -14,7 +14,12 @@ const fslock = (args: string[], opts: { timeoutMs?: number } = {}) => run(proces
 
 function capture(isTTY = false) {
   let text = '';
-  return { stream: { write: (s: string) => void (text += s), isTTY }, get text() { return text; } };
+  return {
+    stream: { write: (s: string) => void (text += s), isTTY },
+    get text() {
+      return text;
+    },
+  };
 }
 
 describe('fslock (top level)', () => {
@@ -65,7 +70,9 @@ describe('fslock run', () => {
     const waited = [a, b].filter((r) => r.stderr.includes('Blocking waiting for file lock'));
     expect(waited).toHaveLength(1);
     // the kernel names the holder: the other fslock run, with its command line from /proc
-    expect(waited[0]!.stderr).toMatch(new RegExp(`Blocking waiting for file lock on ${lockFile} \\(held by pid \\d+: \\S*node\\S* \\S*fslock\\S* run`));
+    expect(waited[0]!.stderr).toMatch(
+      new RegExp(`Blocking waiting for file lock on ${lockFile} \\(held by pid \\d+: \\S*node\\S* \\S*fslock\\S* run`),
+    );
     expect(waited[0]!.stderr.match(/Blocking/g)).toHaveLength(1); // said once
   });
 
@@ -109,7 +116,11 @@ describe('fslock run', () => {
 
   it('SIGTERM to fslock is forwarded to the command and its status becomes 128+15', async () => {
     const l = join(tempDir(), 't.lock');
-    const h = attach(spawn(process.execPath, [BIN, 'run', l, '-c', 'echo ready; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const h = attach(
+      spawn(process.execPath, [BIN, 'run', l, '-c', 'echo ready; exec sleep 30'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
     await h.waitFor('ready');
     h.child.kill('SIGTERM');
     const { code } = await h.exited;
@@ -165,7 +176,14 @@ describe('fslock probe', () => {
   it.runIf(process.platform === 'linux' && process.getuid?.() === 0)('warns on an overlay mount', async () => {
     const d = tempDir();
     for (const x of ['l', 'u', 'w', 'm']) mkdirSync(join(d, x));
-    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${d}/l,upperdir=${d}/u,workdir=${d}/w`, `${d}/m`]);
+    execFileSync('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${d}/l,upperdir=${d}/u,workdir=${d}/w`,
+      `${d}/m`,
+    ]);
     try {
       const r = await fslock(['probe', `${d}/m`]);
       expect(r.stdout).toContain('warning: locks are unreliable on overlay');
@@ -224,7 +242,9 @@ describe('fslock inspect, sessions, gc', () => {
     expect(j.map((x: { state: string }) => x.state)).toEqual(['finalized', 'working']);
     const newer = await openSession(crate);
     await newer.finalize('bbb'); // its own collection removes the older finalized version
-    expect((await fslock(['gc', '--dry-run', '--age', '0', crate])).stdout).toContain('0 would delete, 1 in use, 1 kept, 0 errors');
+    expect((await fslock(['gc', '--dry-run', '--age', '0', crate])).stdout).toContain(
+      '0 would delete, 1 in use, 1 kept, 0 errors',
+    );
     const g = await fslock(['gc', '--json', '--age', '0', crate]);
     expect(g.code).toBe(0);
     expect(JSON.parse(g.stdout)).toMatchObject({ inUse: [live.path], deleted: [] });

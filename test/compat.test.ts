@@ -36,7 +36,10 @@ describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
 
   it('unlock: ENOTACQUIRED when not held here; releases when held', async () => {
     const f = target();
-    await expect(pl.unlock(f)).rejects.toMatchObject({ code: 'ENOTACQUIRED', message: 'Lock is not acquired/owned by you' });
+    await expect(pl.unlock(f)).rejects.toMatchObject({
+      code: 'ENOTACQUIRED',
+      message: 'Lock is not acquired/owned by you',
+    });
     await pl.lock(f);
     await pl.unlock(f);
     expect(existsSync(`${f}.lock`)).toBe(false);
@@ -51,7 +54,9 @@ describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
     release();
     expect(() => release()).toThrow(expect.objectContaining({ code: 'ERELEASED' }));
     expect(pl.checkSync(f)).toBe(false);
-    expect(() => pl.lockSync(f, { retries: 2 })).toThrow(expect.objectContaining({ code: 'ESYNC', message: 'Cannot use retries with the sync api' }));
+    expect(() => pl.lockSync(f, { retries: 2 })).toThrow(
+      expect.objectContaining({ code: 'ESYNC', message: 'Cannot use retries with the sync api' }),
+    );
     expect(() => pl.lockSync(f, { retries: { retries: 1 } })).toThrow(expect.objectContaining({ code: 'ESYNC' }));
     pl.lockSync(f, { retries: 0 });
     pl.unlockSync(f);
@@ -93,7 +98,9 @@ describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
     const spy = new Proxy(nodeFs, {
       get(t, k: string) {
         const v = (t as unknown as Record<string, unknown>)[k];
-        return typeof v === 'function' ? (...a: unknown[]) => (calls.push(k), (v as (...x: unknown[]) => unknown)(...a)) : v;
+        return typeof v === 'function'
+          ? (...a: unknown[]) => (calls.push(k), (v as (...x: unknown[]) => unknown)(...a))
+          : v;
       },
     });
     const release = await pl.lock(f, { fs: spy as typeof nodeFs });
@@ -104,7 +111,9 @@ describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
   it('retries is bounded by the time the retry schedule allows (computed as the retry package does)', () => {
     const sum = (o: object) => retry.timeouts(o).reduce((a, b) => a + b, 0);
     expect(retryBudgetMs({ retries: 3 })).toBe(sum({ retries: 3 }));
-    expect(retryBudgetMs({ retries: 5, minTimeout: 10, maxTimeout: 50, factor: 3 })).toBe(sum({ retries: 5, minTimeout: 10, maxTimeout: 50, factor: 3 }));
+    expect(retryBudgetMs({ retries: 5, minTimeout: 10, maxTimeout: 50, factor: 3 })).toBe(
+      sum({ retries: 5, minTimeout: 10, maxTimeout: 50, factor: 3 }),
+    );
     expect(retryBudgetMs({ retries: 0 })).toBe(0);
     expect(retryBudgetMs({ retries: 10, maxRetryTime: 500 })).toBe(500);
     expect(retryBudgetMs({ forever: true })).toBe(Infinity);
@@ -198,8 +207,10 @@ describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
 });
 
 describe('fslock/lockfile: the lockfile 1.x API', () => {
-  const lockP = (p: string, o: lf.Options = {}) => new Promise<void>((res, rej) => lf.lock(p, o, (e) => (e ? rej(e) : res())));
-  const checkP = (p: string, o: lf.Options = {}) => new Promise<boolean>((res, rej) => lf.check(p, o, (e, v) => (e ? rej(e) : res(v!))));
+  const lockP = (p: string, o: lf.Options = {}) =>
+    new Promise<void>((res, rej) => lf.lock(p, o, (e) => (e ? rej(e) : res())));
+  const checkP = (p: string, o: lf.Options = {}) =>
+    new Promise<boolean>((res, rej) => lf.check(p, o, (e, v) => (e ? rej(e) : res(v!))));
 
   it('lock/unlock/check with callbacks; the file exists exactly while held', async () => {
     const p = join(tempDir(), 'x.lock');

@@ -73,7 +73,9 @@ export function attach(child: ChildProcess): Holder {
       return new Promise((resolve, reject) => {
         waiters.push({ re, resolve });
         exited.then(({ code, signal }) =>
-          reject(new Error(`child exited (${code ?? signal}) before printing ${String(re)}; got ${JSON.stringify(lines)}`)),
+          reject(
+            new Error(`child exited (${code ?? signal}) before printing ${String(re)}; got ${JSON.stringify(lines)}`),
+          ),
         );
       });
     },

@@ -45,7 +45,9 @@ describe('inspect', () => {
     if (process.platform !== 'linux') return;
     const p = join(tempDir(), 'f.lock');
     // -o: the command does not inherit the lock, so killing flock(1) frees it
-    const h = attach(spawn('flock', ['-o', p, 'sh', '-c', 'echo $$; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const h = attach(
+      spawn('flock', ['-o', p, 'sh', '-c', 'echo $$; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+    );
     const commandPid = Number(await h.waitFor(/^\d+$/));
     const waiter = lock(p).catch(() => null);
     await new Promise((r) => setTimeout(r, 50));

@@ -43,10 +43,19 @@ describe.runIf(process.platform === 'linux')('waiting in line', () => {
     const p = join(tempDir(), 'line2.lock');
     const h = startNode('hold.cjs', [p]);
     await h.waitFor('locked');
-    const first = lock(p, { timeout: 150 }).then(() => 'granted', (e) => e.code); // the kernel waiter
+    const first = lock(p, { timeout: 150 }).then(
+      () => 'granted',
+      (e) => e.code,
+    ); // the kernel waiter
     const ac = new AbortController();
-    const aborted = lock(p, { signal: ac.signal }).then(() => 'granted', (e) => e.code);
-    const timed = lock(p, { timeout: 50 }).then(() => 'granted', (e) => e.code);
+    const aborted = lock(p, { signal: ac.signal }).then(
+      () => 'granted',
+      (e) => e.code,
+    );
+    const timed = lock(p, { timeout: 50 }).then(
+      () => 'granted',
+      (e) => e.code,
+    );
     const patient = lock(p);
     setTimeout(() => ac.abort(), 20);
     const t0 = performance.now();

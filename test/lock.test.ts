@@ -1,10 +1,30 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, mkdirSync, chmodSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  mkdirSync,
+  chmodSync,
+  statSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { hostname } from 'node:os';
-import { closeIdleDescriptors, inspect, KEEP_OPEN_IDLE_MS, lock, tryLock, lockSync, withLock, primitives, type LockOptions } from '../src/index.js';
+import {
+  closeIdleDescriptors,
+  inspect,
+  KEEP_OPEN_IDLE_MS,
+  lock,
+  tryLock,
+  lockSync,
+  withLock,
+  primitives,
+  type LockOptions,
+} from '../src/index.js';
 import { binding } from '../src/binding.js';
 import { cleanupTempDirs, since, sleep, startNode, tempDir } from './helpers.js';
 
@@ -114,7 +134,11 @@ describe('lock API', () => {
     for (const timeout of [undefined, 60_000]) {
       const t0 = performance.now();
       expect(() => lockSync(p, timeout === undefined ? {} : { timeout })).toThrow(
-        expect.objectContaining({ code: 'EDEADLK', path: p, message: expect.stringContaining('held by this thread itself') }),
+        expect.objectContaining({
+          code: 'EDEADLK',
+          path: p,
+          message: expect.stringContaining('held by this thread itself'),
+        }),
       );
       expect(since(t0)).toBeLessThan(1000);
     }
@@ -225,32 +249,48 @@ describe('lock API', () => {
     await expect(lock(missingDir)).rejects.toMatchObject({ code: 'ENOENT', syscall: 'open', path: missingDir });
     mkdirSync(join(d, 'adir'));
     // OFD cannot lock a directory exclusively (read-only descriptor): EBADF with the path
-    await expect(lock(join(d, 'adir'), { primitive: 'ofd' })).rejects.toMatchObject({ code: 'EBADF', path: join(d, 'adir') });
+    await expect(lock(join(d, 'adir'), { primitive: 'ofd' })).rejects.toMatchObject({
+      code: 'EBADF',
+      path: join(d, 'adir'),
+    });
     writeFileSync(join(d, 'file'), '');
     await expect(lock(join(d, 'file', 'x.lock'))).rejects.toMatchObject({ code: 'ENOTDIR' });
   });
 
-  it.runIf(process.platform === 'linux')('locks a directory as flock(1) does: flock on a directory descriptor', async () => {
-    const dir = join(tempDir(), 'adir');
-    mkdirSync(dir);
-    const l = await lock(dir);
-    expect(l.primitive).toBe('flock'); // OFD cannot lock a directory exclusively
-    expect(execFileSync('sh', ['-c', `flock -n "${dir}" true; echo $?`]).toString().trim()).toBe('1');
-    expect(tryLock(dir)).toBeNull();
-    l.release();
-    expect(execFileSync('sh', ['-c', `flock -n "${dir}" true; echo $?`]).toString().trim()).toBe('0');
-    const s = await lock(dir, { mode: 'shared' });
-    expect(s.primitive).toBe('flock+ofd'); // shared locks need no write access
-    s.release();
-  });
+  it.runIf(process.platform === 'linux')(
+    'locks a directory as flock(1) does: flock on a directory descriptor',
+    async () => {
+      const dir = join(tempDir(), 'adir');
+      mkdirSync(dir);
+      const l = await lock(dir);
+      expect(l.primitive).toBe('flock'); // OFD cannot lock a directory exclusively
+      expect(
+        execFileSync('sh', ['-c', `flock -n "${dir}" true; echo $?`])
+          .toString()
+          .trim(),
+      ).toBe('1');
+      expect(tryLock(dir)).toBeNull();
+      l.release();
+      expect(
+        execFileSync('sh', ['-c', `flock -n "${dir}" true; echo $?`])
+          .toString()
+          .trim(),
+      ).toBe('0');
+      const s = await lock(dir, { mode: 'shared' });
+      expect(s.primitive).toBe('flock+ofd'); // shared locks need no write access
+      s.release();
+    },
+  );
 
-  it.runIf(process.platform === 'linux')('an exclusive lock on a file one may read but not write: flock takes it (as flock(1) does); OFD says EBADF', async () => {
-    const d = tempDir();
-    chmodSync(d, 0o755);
-    const p = join(d, 'readonly.lock');
-    writeFileSync(p, 'script');
-    chmodSync(p, 0o444);
-    const script = `
+  it.runIf(process.platform === 'linux')(
+    'an exclusive lock on a file one may read but not write: flock takes it (as flock(1) does); OFD says EBADF',
+    async () => {
+      const d = tempDir();
+      chmodSync(d, 0o755);
+      const p = join(d, 'readonly.lock');
+      writeFileSync(p, 'script');
+      chmodSync(p, 0o444);
+      const script = `
       const f = require(${JSON.stringify(resolve(__dirname, '../dist/cjs/index.js'))});
       (async () => {
         const l = await f.lock(${JSON.stringify(p)});
@@ -260,12 +300,16 @@ describe('lock API', () => {
         out.ofd = await f.lock(${JSON.stringify(p)}, { primitive: 'ofd' }).then(() => 'granted', (e) => e.code + ' ' + /read-only/.test(e.message));
         console.log(JSON.stringify(out));
       })();`;
-    // root may open anything for writing: run as another user when we are root
-    const cmd = process.getuid?.() === 0 ? ['setpriv', '--reuid=4242', '--regid=4242', '--clear-groups', process.execPath] : [process.execPath];
-    const out = JSON.parse(execFileSync(cmd[0]!, [...cmd.slice(1), '-e', script]).toString());
-    expect(out).toEqual({ primitive: 'flock', flock: 1, ofd: 'EBADF true' });
-    expect(readFileSync(p, 'utf8')).toBe('script');
-  });
+      // root may open anything for writing: run as another user when we are root
+      const cmd =
+        process.getuid?.() === 0
+          ? ['setpriv', '--reuid=4242', '--regid=4242', '--clear-groups', process.execPath]
+          : [process.execPath];
+      const out = JSON.parse(execFileSync(cmd[0]!, [...cmd.slice(1), '-e', script]).toString());
+      expect(out).toEqual({ primitive: 'flock', flock: 1, ofd: 'EBADF true' });
+      expect(readFileSync(p, 'utf8')).toBe('script');
+    },
+  );
 
   it('rejects bad arguments and unknown options without touching the disk', async () => {
     const d = tempDir();
@@ -293,7 +337,9 @@ describe('lock API', () => {
     }
     await expect(lock(42 as unknown as string)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
     await expect(lock('')).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
-    expect(() => tryLock(p, { timeout: 5 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    expect(() => tryLock(p, { timeout: 5 } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
+    );
     await expect(withLock(p, 'nope' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
     expect(existsSync(p)).toBe(false);
   });
@@ -311,40 +357,58 @@ describe('lock API', () => {
 
 describe('keepOpen: a released descriptor kept for the next lock of the path', () => {
   const fds = () => readdirSync('/proc/self/fd').length;
-  it.runIf(process.platform === 'linux')('is reused, closed by closeIdleDescriptors or after the idle time, and never with keepOpen: false', async () => {
-    const p = join(tempDir(), 'k.lock');
-    closeIdleDescriptors();
-    const before = fds();
-    lockSync(p).release();
-    expect(fds()).toBe(before + 1); // kept, unlocked
-    expect(execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`]).toString().trim()).toBe('0'); // and not locked
-    for (let i = 0; i < 100; i++) lockSync(p).release();
-    expect(fds()).toBe(before + 1); // the same one, reused
-    closeIdleDescriptors();
-    expect(fds()).toBe(before);
-    lockSync(p, { keepOpen: false }).release();
-    expect(fds()).toBe(before);
-    lockSync(p).release();
-    await sleep(KEEP_OPEN_IDLE_MS * 2 + 100);
-    expect(fds()).toBe(before); // swept after the idle time
-  });
+  it.runIf(process.platform === 'linux')(
+    'is reused, closed by closeIdleDescriptors or after the idle time, and never with keepOpen: false',
+    async () => {
+      const p = join(tempDir(), 'k.lock');
+      closeIdleDescriptors();
+      const before = fds();
+      lockSync(p).release();
+      expect(fds()).toBe(before + 1); // kept, unlocked
+      expect(
+        execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`])
+          .toString()
+          .trim(),
+      ).toBe('0'); // and not locked
+      for (let i = 0; i < 100; i++) lockSync(p).release();
+      expect(fds()).toBe(before + 1); // the same one, reused
+      closeIdleDescriptors();
+      expect(fds()).toBe(before);
+      lockSync(p, { keepOpen: false }).release();
+      expect(fds()).toBe(before);
+      lockSync(p).release();
+      await sleep(KEEP_OPEN_IDLE_MS * 2 + 100);
+      expect(fds()).toBe(before); // swept after the idle time
+    },
+  );
 
-  it.runIf(process.platform === 'linux')('a file replaced or deleted meanwhile is never locked through the kept descriptor', () => {
-    const d = tempDir();
-    const p = join(d, 'r.lock');
-    lockSync(p).release(); // kept
-    writeFileSync(join(d, 'new'), '');
-    renameSync(join(d, 'new'), p); // replaced
-    const l = lockSync(p);
-    expect(execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`]).toString().trim()).toBe('1'); // the new file is the one held
-    l.release();
-    rmSync(p);
-    const l2 = lockSync(p); // deleted: created afresh
-    expect(existsSync(p)).toBe(true);
-    expect(execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`]).toString().trim()).toBe('1');
-    l2.release();
-    closeIdleDescriptors();
-  });
+  it.runIf(process.platform === 'linux')(
+    'a file replaced or deleted meanwhile is never locked through the kept descriptor',
+    () => {
+      const d = tempDir();
+      const p = join(d, 'r.lock');
+      lockSync(p).release(); // kept
+      writeFileSync(join(d, 'new'), '');
+      renameSync(join(d, 'new'), p); // replaced
+      const l = lockSync(p);
+      expect(
+        execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`])
+          .toString()
+          .trim(),
+      ).toBe('1'); // the new file is the one held
+      l.release();
+      rmSync(p);
+      const l2 = lockSync(p); // deleted: created afresh
+      expect(existsSync(p)).toBe(true);
+      expect(
+        execFileSync('sh', ['-c', `flock -n "${p}" true; echo $?`])
+          .toString()
+          .trim(),
+      ).toBe('1');
+      l2.release();
+      closeIdleDescriptors();
+    },
+  );
 });
 
 describe('holder records', () => {
@@ -386,7 +450,14 @@ describe('holder records', () => {
     const p = join(tempDir(), 'stale.lock');
     const l = await lock(p);
     const id = `${statSync(p, { bigint: true }).dev}:${statSync(p, { bigint: true }).ino}`;
-    const ghost = { fslock: 1, pid: 2 ** 22 + 12345, hostname: hostname(), startedAt: new Date().toISOString(), file: id, argv: ['ghost'] };
+    const ghost = {
+      fslock: 1,
+      pid: 2 ** 22 + 12345,
+      hostname: hostname(),
+      startedAt: new Date().toISOString(),
+      file: id,
+      argv: ['ghost'],
+    };
     writeFileSync(`${p}.fslock-holder`, `${JSON.stringify(ghost)}\n`);
     let err = await lock(p, { timeout: 0 }).catch((e) => e);
     expect(err.message).not.toContain('ghost');
@@ -489,18 +560,21 @@ describe('byte ranges', () => {
 });
 
 describe('downgrade and upgrade', () => {
-  it.each(['auto', 'flock', 'ofd', 'posix'] as const)('%s: downgrade lets other shared holders in', async (primitive) => {
-    const p = join(tempDir(), `dg-${primitive}.lock`);
-    const l = await lock(p, { primitive });
-    expect(tryLock(p, { primitive, mode: 'shared' })).toBeNull();
-    l.downgrade();
-    expect(l.mode).toBe('shared');
-    const other = tryLock(p, { primitive, mode: 'shared' });
-    expect(other).not.toBeNull();
-    expect(tryLock(p, { primitive })).toBeNull();
-    other!.release();
-    l.release();
-  });
+  it.each(['auto', 'flock', 'ofd', 'posix'] as const)(
+    '%s: downgrade lets other shared holders in',
+    async (primitive) => {
+      const p = join(tempDir(), `dg-${primitive}.lock`);
+      const l = await lock(p, { primitive });
+      expect(tryLock(p, { primitive, mode: 'shared' })).toBeNull();
+      l.downgrade();
+      expect(l.mode).toBe('shared');
+      const other = tryLock(p, { primitive, mode: 'shared' });
+      expect(other).not.toBeNull();
+      expect(tryLock(p, { primitive })).toBeNull();
+      other!.release();
+      l.release();
+    },
+  );
 
   it.each(['ofd', 'posix'] as const)('%s: a refused upgrade keeps the shared lock (atomic)', async (primitive) => {
     const p = join(tempDir(), `ug-${primitive}.lock`);

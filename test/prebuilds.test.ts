@@ -8,7 +8,6 @@ import { cleanupTempDirs, run, tempDir } from './helpers.js';
 afterAll(cleanupTempDirs);
 
 const ROOT = resolve(__dirname, '..');
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { sourceHash } = require('../scripts/source-hash.js') as { sourceHash(root: string): string };
 
 describe('shipped prebuilt binaries', () => {
@@ -18,9 +17,12 @@ describe('shipped prebuilt binaries', () => {
     const hash = sourceHash(ROOT);
     for (const platform of expected) {
       const file = join(ROOT, 'prebuilds', platform, 'fslock.node');
-      expect(existsSync(file), `${file} is missing: run npm run prebuild`).toBe(true);
+      expect(existsSync(file), `${file} is missing: run npm run build:prebuilds`).toBe(true);
       // binding.gyp and build-win.js compile the hash in as a string constant
-      expect(readFileSync(file).includes(Buffer.from(hash)), `prebuilds/${platform} is stale: run npm run prebuild and commit it`).toBe(true);
+      expect(
+        readFileSync(file).includes(Buffer.from(hash)),
+        `prebuilds/${platform} is stale: run npm run build:prebuilds and commit it`,
+      ).toBe(true);
     }
   });
 
@@ -31,11 +33,19 @@ describe('shipped prebuilt binaries', () => {
   it('the packed tarball installs without a compiler, loads the prebuilt binary and takes a lock', async () => {
     const work = tempDir('fslock-pack-');
     // dist/ is already built by `npm test`; packing must not rebuild it under running tests
-    const npmCli = process.env.npm_execpath && process.env.npm_execpath.endsWith('.js')
-      ? process.env.npm_execpath
-      : realpathSync(execFileSync('sh', ['-c', 'command -v npm']).toString().trim());
-    const packed = execFileSync(process.execPath, [npmCli, 'pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: ROOT }).toString();
-    const info = JSON.parse(packed.slice(packed.indexOf('[')))[0] as { filename: string; files: Array<{ path: string }> };
+    const npmCli =
+      process.env.npm_execpath && process.env.npm_execpath.endsWith('.js')
+        ? process.env.npm_execpath
+        : realpathSync(execFileSync('sh', ['-c', 'command -v npm']).toString().trim());
+    const packed = execFileSync(
+      process.execPath,
+      [npmCli, 'pack', '--ignore-scripts', '--json', '--pack-destination', work],
+      { cwd: ROOT },
+    ).toString();
+    const info = JSON.parse(packed.slice(packed.indexOf('[')))[0] as {
+      filename: string;
+      files: Array<{ path: string }>;
+    };
     const files = info.files.map((f) => f.path);
     expect(files).toContain('prebuilds/linux-x64/fslock.node');
     expect(files).toContain('prebuilds/win32-x64/fslock.node');
@@ -52,7 +62,14 @@ describe('shipped prebuilt binaries', () => {
     const proj = join(work, 'project');
     mkdirSync(proj);
     writeFileSync(join(proj, 'package.json'), '{ "name": "consumer", "version": "1.0.0", "private": true }');
-    const inst = await run('sh', ['-c', `cd ${proj} && PATH=${bin} ${process.execPath} ${npmCli} install --no-audit --no-fund --prefer-offline ${join(work, info.filename)}`], { timeoutMs: 180_000 });
+    const inst = await run(
+      'sh',
+      [
+        '-c',
+        `cd ${proj} && PATH=${bin} ${process.execPath} ${npmCli} install --no-audit --no-fund --prefer-offline ${join(work, info.filename)}`,
+      ],
+      { timeoutMs: 180_000 },
+    );
     expect(inst.stderr.replace(/npm warn[^\n]*\n/g, '')).not.toMatch(/gyp|error/i);
     expect(inst.code).toBe(0);
     expect(existsSync(join(proj, 'node_modules', 'fslock', 'build'))).toBe(false);

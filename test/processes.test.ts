@@ -30,7 +30,9 @@ describe('foreign lockers', () => {
 
   it('while util-linux flock holds the file, tryLock returns null', async () => {
     const p = join(tempDir(), 'g.lock');
-    const h = attach(spawn('flock', [p, '-c', 'echo locked $$; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const h = attach(
+      spawn('flock', [p, '-c', 'echo locked $$; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+    );
     const shellPid = Number((await h.waitFor(/^locked \d+$/)).split(' ')[1]);
     expect(tryLock(p)).toBeNull();
     h.child.kill('SIGKILL');

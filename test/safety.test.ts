@@ -2,15 +2,7 @@
 // like sessions, the cache a session seeds from, and the lock of a running command.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { lock, lockSync, tryLock } from '../src/index.js';
 import { collectGarbage, openSession } from '../src/session/index.js';
@@ -113,7 +105,11 @@ describe('the lock file belongs to the user: fslock never writes, truncates or e
 describe('fslock run keeps the lock as long as the command runs', () => {
   it('SIGKILL to fslock run: the command keeps the lock (it inherited the descriptor), as with flock(1)', async () => {
     const l = join(tempDir(), 'k.lock');
-    const first = attach(spawn(process.execPath, [BIN, 'run', l, '-c', 'echo running $$; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const first = attach(
+      spawn(process.execPath, [BIN, 'run', l, '-c', 'echo running $$; exec sleep 30'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
     const commandPid = Number((await first.waitFor(/^running \d+$/)).split(' ')[1]);
     first.child.kill('SIGKILL');
     await first.exited;
@@ -128,7 +124,11 @@ describe('fslock run keeps the lock as long as the command runs', () => {
 
   it('-o: the command does not get the descriptor, so killing fslock frees the lock', async () => {
     const l = join(tempDir(), 'o.lock');
-    const first = attach(spawn(process.execPath, [BIN, 'run', '-o', l, '-c', 'echo running $$; exec sleep 30'], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    const first = attach(
+      spawn(process.execPath, [BIN, 'run', '-o', l, '-c', 'echo running $$; exec sleep 30'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
+    );
     const commandPid = Number((await first.waitFor(/^running \d+$/)).split(' ')[1]);
     first.child.kill('SIGKILL');
     await first.exited;
@@ -145,10 +145,14 @@ describe('fslock run keeps the lock as long as the command runs', () => {
     let handled = 0;
     for (let i = 0; i < 30; i++) {
       const marker = join(d, `started-${i}`);
-      const child = spawn(process.execPath, [BIN, 'run', l, 'sh', '-c', `echo $$ > ${marker}; exec sleep 30`], { stdio: 'ignore' });
+      const child = spawn(process.execPath, [BIN, 'run', l, 'sh', '-c', `echo $$ > ${marker}; exec sleep 30`], {
+        stdio: 'ignore',
+      });
       await sleep(i * 15); // from "Node still starting up" to "command running"
       child.kill('SIGTERM');
-      const [code, signal] = await new Promise<[number | null, string | null]>((res) => child.on('exit', (c, s) => res([c, s])));
+      const [code, signal] = await new Promise<[number | null, string | null]>((res) =>
+        child.on('exit', (c, s) => res([c, s])),
+      );
       await sleep(30);
       if (signal === 'SIGTERM') {
         // killed by Node's default action: only possible before fslock's own
@@ -176,8 +180,13 @@ describe('fslock run keeps the lock as long as the command runs', () => {
 
   it('SIGUSR1 is passed on to the command, not taken by Node as "start the debugger"', async () => {
     const l = join(tempDir(), 'u.lock');
-    const h = attach(spawn(process.execPath, [BIN, 'run', l, 'sh', '-c', `trap 'echo got-usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done`],
-      { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const h = attach(
+      spawn(
+        process.execPath,
+        [BIN, 'run', l, 'sh', '-c', `trap 'echo got-usr1; exit 0' USR1; echo ready; while :; do sleep 0.05; done`],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
+    );
     let stderr = '';
     h.child.stderr!.on('data', (c) => (stderr += c));
     await h.waitFor('ready');
@@ -199,7 +208,12 @@ describe('garbage collection touches only what the protocol made', () => {
     writeFileSync(join(d, 's-draft-v2.lock'), '');
     const r = await fslock(['gc', d]);
     expect(r.code).toBe(0);
-    expect(readdirSync(d).sort()).toEqual(['s-2023-q4-report.pdf', 's-2024-photos-raw', 's-draft-v2.lock', 's-my-old-backup']);
+    expect(readdirSync(d).sort()).toEqual([
+      's-2023-q4-report.pdf',
+      's-2024-photos-raw',
+      's-draft-v2.lock',
+      's-my-old-backup',
+    ]);
     expect(r.stdout).not.toContain('deleted  ');
     expect(r.stderr).toContain('not a crate directory');
     // and inside a real crate directory, only exact shapes of the right type count
@@ -256,16 +270,24 @@ describe('sessions never start empty while a finalized session exists', () => {
     for (let i = 0; i < 50; i++) writeFileSync(join(first.path, `f${i}`), `content ${i}`);
     await first.finalize('good');
     // 40 dead working directories with their lock files, each holding files to remove
-    const dead = await run(process.execPath, [resolve(__dirname, 'fixtures', 'dead-sessions.cjs'), crate, '40', String(Date.now() - 3_600_000)]);
+    const dead = await run(process.execPath, [
+      resolve(__dirname, 'fixtures', 'dead-sessions.cjs'),
+      crate,
+      '40',
+      String(Date.now() - 3_600_000),
+    ]);
     expect(dead.code, dead.stderr).toBe(0);
     expect(readdirSync(crate).filter((n) => n.endsWith('-working'))).toHaveLength(40);
     const procs = Array.from({ length: 4 }, (_, i) =>
       run(process.execPath, [resolve(__dirname, 'fixtures', 'seed-churn.cjs'), crate, String(i), '25']),
     );
-    const collector = run(process.execPath, ['-e', `
+    const collector = run(process.execPath, [
+      '-e',
+      `
       const { collectGarbage } = require(${JSON.stringify(resolve(DIST, '../session/index.js'))});
       (async () => { for (let i = 0; i < 5; i++) { await collectGarbage(${JSON.stringify(crate)}, { gcAge: 0 }); } })();
-    `]);
+    `,
+    ]);
     const results = await Promise.all(procs);
     await collector;
     let opened = 0;
@@ -278,28 +300,34 @@ describe('sessions never start empty while a finalized session exists', () => {
     expect(opened).toBe(100);
   }, 120_000);
 
-  it.runIf(isRoot)('a seed that fails (ENOSPC on a full filesystem) rejects with ENOSPC, leaves no session, and changes no other session', async () => {
-    const mnt = tempDir('fslock-full-');
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
-    try {
-      const crate = join(mnt, 'crate');
-      const s = await openSession(crate);
-      for (let i = 0; i < 6; i++) writeFileSync(join(s.path, `f${i}`), Buffer.alloc(120 * 1024, i));
-      const good = await s.finalize('good');
-      const before = readdirSync(crate).sort();
-      const err = await openSession(crate, { copy: 'copy' }).then(() => null, (e: unknown) => e);
-      expect(err).toMatchObject({ code: 'ENOSPC' });
-      expect((err as Error).message).toContain('no existing session was changed');
-      expect(readdirSync(crate).sort()).toEqual(before); // no working dir, no lock file, no trash
-      expect(readdirSync(good).length).toBe(6);
-      // and a hard-linking seed still works on the same full disk
-      const linked = await openSession(crate);
-      expect(linked.stats).toEqual({ linked: 6, copied: 0 });
-      await linked.abandon();
-    } finally {
-      execFileSync('umount', ['-l', mnt]);
-    }
-  });
+  it.runIf(isRoot)(
+    'a seed that fails (ENOSPC on a full filesystem) rejects with ENOSPC, leaves no session, and changes no other session',
+    async () => {
+      const mnt = tempDir('fslock-full-');
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+      try {
+        const crate = join(mnt, 'crate');
+        const s = await openSession(crate);
+        for (let i = 0; i < 6; i++) writeFileSync(join(s.path, `f${i}`), Buffer.alloc(120 * 1024, i));
+        const good = await s.finalize('good');
+        const before = readdirSync(crate).sort();
+        const err = await openSession(crate, { copy: 'copy' }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({ code: 'ENOSPC' });
+        expect((err as Error).message).toContain('no existing session was changed');
+        expect(readdirSync(crate).sort()).toEqual(before); // no working dir, no lock file, no trash
+        expect(readdirSync(good).length).toBe(6);
+        // and a hard-linking seed still works on the same full disk
+        const linked = await openSession(crate);
+        expect(linked.stats).toEqual({ linked: 6, copied: 0 });
+        await linked.abandon();
+      } finally {
+        execFileSync('umount', ['-l', mnt]);
+      }
+    },
+  );
 
   it.runIf(isRoot)('creating the crate directory on a full filesystem reports ENOSPC, not ENOENT', async () => {
     const mnt = tempDir('fslock-full-');
@@ -307,7 +335,7 @@ describe('sessions never start empty while a finalized session exists', () => {
     try {
       let i = 0;
       try {
-        for (;; i++) mkdirSync(join(mnt, `fill${i}`));
+        for (; ; i++) mkdirSync(join(mnt, `fill${i}`));
       } catch {
         // full
       }
@@ -325,12 +353,15 @@ describe('smaller, same theme', () => {
     await h.waitFor('locked');
     setTimeout(() => h.send('release'), 400);
     const t0 = performance.now();
-    const child = await run(process.execPath, ['-e', `
+    const child = await run(process.execPath, [
+      '-e',
+      `
       const { lockSync } = require(${JSON.stringify(DIST)});
       const t0 = Date.now();
       const l = lockSync(${JSON.stringify(p)}, { timeout: 1e13 }); l.release();
       console.log(Date.now() - t0);
-    `]);
+    `,
+    ]);
     expect(child.stderr).toBe('');
     expect(Number(child.stdout)).toBeGreaterThanOrEqual(300);
     expect(since(t0)).toBeGreaterThanOrEqual(300);
@@ -340,11 +371,21 @@ describe('smaller, same theme', () => {
     await h2.waitFor('locked');
     for (const timeout of [Number.MAX_VALUE, 2 ** 31 + 5, 1e13]) {
       const ac = new AbortController();
-      const pending = lock(p, { timeout, signal: ac.signal }).then(() => 'granted', (e) => e.code);
-      const sync = await run(process.execPath, ['-e', `
+      const pending = lock(p, { timeout, signal: ac.signal }).then(
+        () => 'granted',
+        (e) => e.code,
+      );
+      const sync = await run(
+        process.execPath,
+        [
+          '-e',
+          `
         const { lockSync } = require(${JSON.stringify(DIST)});
         try { lockSync(${JSON.stringify(p)}, { timeout: ${timeout} }); console.log('granted'); } catch (e) { console.log(e.code); }
-      `], { timeoutMs: 300 });
+      `,
+        ],
+        { timeoutMs: 300 },
+      );
       expect(sync.signal).toBe('SIGKILL'); // still waiting when killed
       expect(sync.stdout).toBe('');
       ac.abort();
@@ -365,7 +406,10 @@ describe('smaller, same theme', () => {
 
   it('a clock past 2085-11-09 is a typed error that says why', async () => {
     const crate = join(tempDir(), 'crate');
-    const err = await openSession(crate, { now: () => Date.UTC(2085, 10, 10) }).then(() => null, (e: unknown) => e);
+    const err = await openSession(crate, { now: () => Date.UTC(2085, 10, 10) }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(RangeError);
     expect(err).toMatchObject({ code: 'ERR_SESSION_CLOCK' });
     expect((err as Error).message).toContain('2085-11-09');
@@ -374,4 +418,3 @@ describe('smaller, same theme', () => {
     await ok.abandon();
   });
 });
-

@@ -50,7 +50,12 @@ describe.runIf(canSwitchUser)('symlinks planted at the lock path', () => {
       ['lockSync record', () => lockSync(link, { record: true })],
     ];
     for (const [name, call] of attempts) {
-      const err = await Promise.resolve().then(call).then(() => null, (e: unknown) => e);
+      const err = await Promise.resolve()
+        .then(call)
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
       expect(err, name).toMatchObject({ code: 'ERR_UNSAFE_SYMLINK', path: link });
       expect((err as Error).message).toContain(`uid ${OTHER}`);
       expect(existsSync(target), name).toBe(false);
@@ -60,7 +65,10 @@ describe.runIf(canSwitchUser)('symlinks planted at the lock path', () => {
     expect(cli.stderr).toContain('ERR_UNSAFE_SYMLINK');
     expect(existsSync(target)).toBe(false);
     // even when the user allows following, nothing is created through the link
-    const allowed = await lock(link, { allowUnsafeSymlink: true }).then(() => null, (e: unknown) => e);
+    const allowed = await lock(link, { allowUnsafeSymlink: true }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(allowed).toMatchObject({ code: 'ENOENT' });
     expect((allowed as Error).message).toContain('never creates a file through a symbolic link');
     expect(existsSync(target)).toBe(false);
@@ -75,7 +83,10 @@ describe.runIf(canSwitchUser)('symlinks planted at the lock path', () => {
     await expect(lock(link, { record: true })).rejects.toMatchObject({ code: 'ERR_UNSAFE_SYMLINK' });
     expect(readFileSync(target, 'utf8')).toBe('');
     // explicitly allowed: followed (unless the kernel's own protection refuses), and the target stays empty
-    const l = await lock(link, { allowUnsafeSymlink: true, record: true }).then((x) => x, (e: { code?: string }) => e);
+    const l = await lock(link, { allowUnsafeSymlink: true, record: true }).then(
+      (x) => x,
+      (e: { code?: string }) => e,
+    );
     if (protectedSymlinks) {
       expect(l).toMatchObject({ code: 'EACCES' });
     } else {
@@ -104,69 +115,92 @@ describe.runIf(canSwitchUser)('symlinks planted at the lock path', () => {
 });
 
 describe('unlinkOnRelease never deletes a file it did not hold', () => {
-  it.runIf(process.platform === 'linux')('under a racer swapping the lock path with another file (RENAME_EXCHANGE), zero foreign files deleted', async () => {
-    const d = tempDir();
-    const p = join(d, 'u.lock');
-    const other = join(d, 'precious');
-    const racer = run('python3', [join(FIXTURES, 'exchange-racer.py'), p, other, '3']);
-    const t0 = performance.now();
-    let cycles = 0;
-    while (since(t0) < 3200) {
-      const l = await lock(p, { unlinkOnRelease: true });
-      l.release();
-      cycles++;
-    }
-    const r = await racer;
-    expect(r.code, r.stderr).toBe(0);
-    const { swaps, deleted } = JSON.parse(r.stdout);
-    expect(cycles).toBeGreaterThan(100);
-    expect(swaps).toBeGreaterThan(100);
-    expect(deleted).toBe(0);
-    // nothing left aside under a hidden name either, and no stray lock files
-    expect(readdirSync(d).filter((n) => n.includes('fslock-unlink'))).toEqual([]);
-  }, 30_000);
+  it.runIf(process.platform === 'linux')(
+    'under a racer swapping the lock path with another file (RENAME_EXCHANGE), zero foreign files deleted',
+    async () => {
+      const d = tempDir();
+      const p = join(d, 'u.lock');
+      const other = join(d, 'precious');
+      const racer = run('python3', [join(FIXTURES, 'exchange-racer.py'), p, other, '3']);
+      const t0 = performance.now();
+      let cycles = 0;
+      while (since(t0) < 3200) {
+        const l = await lock(p, { unlinkOnRelease: true });
+        l.release();
+        cycles++;
+      }
+      const r = await racer;
+      expect(r.code, r.stderr).toBe(0);
+      const { swaps, deleted } = JSON.parse(r.stdout);
+      expect(cycles).toBeGreaterThan(100);
+      expect(swaps).toBeGreaterThan(100);
+      expect(deleted).toBe(0);
+      // nothing left aside under a hidden name either, and no stray lock files
+      expect(readdirSync(d).filter((n) => n.includes('fslock-unlink'))).toEqual([]);
+    },
+    30_000,
+  );
 });
 
 describe('holder names cannot be spoofed or used to inject terminal escapes', () => {
-  it.runIf(canSwitchUser)("a record planted by another user naming pid 1 is not believed: the kernel's holder is shown", async () => {
-    const d = stickyDir();
-    const p = join(d, 'held.lock');
-    const h = startNode('hold.cjs', [p]);
-    await h.waitFor('locked');
-    const st = statSync(p, { bigint: true });
-    const fake = { fslock: 1, pid: 1, hostname: hostname(), startedAt: new Date().toISOString(), file: `${st.dev}:${st.ino}`, argv: ['backup-daemon', '--harmless'] };
-    writeFileSync(join(d, 'fake.json'), `${JSON.stringify(fake)}\n`);
-    chmodSync(join(d, 'fake.json'), 0o644);
-    asOther('cp', [join(d, 'fake.json'), `${p}.fslock-holder`]);
-    const info = await inspect(p);
-    expect(info.holder?.pid).toBe(h.child.pid);
-    expect(info.holderSource).toBe('kernel');
-    const cli = await fslock(['inspect', p]);
-    expect(cli.stdout).not.toContain('backup-daemon');
-    expect(cli.stdout).toContain(`pid ${h.child.pid}`);
-    const err = await lock(p, { timeout: 0 }).catch((e) => e);
-    expect(err.message).not.toContain('backup-daemon');
-    h.child.kill();
-    await h.exited;
-  });
+  it.runIf(canSwitchUser)(
+    "a record planted by another user naming pid 1 is not believed: the kernel's holder is shown",
+    async () => {
+      const d = stickyDir();
+      const p = join(d, 'held.lock');
+      const h = startNode('hold.cjs', [p]);
+      await h.waitFor('locked');
+      const st = statSync(p, { bigint: true });
+      const fake = {
+        fslock: 1,
+        pid: 1,
+        hostname: hostname(),
+        startedAt: new Date().toISOString(),
+        file: `${st.dev}:${st.ino}`,
+        argv: ['backup-daemon', '--harmless'],
+      };
+      writeFileSync(join(d, 'fake.json'), `${JSON.stringify(fake)}\n`);
+      chmodSync(join(d, 'fake.json'), 0o644);
+      asOther('cp', [join(d, 'fake.json'), `${p}.fslock-holder`]);
+      const info = await inspect(p);
+      expect(info.holder?.pid).toBe(h.child.pid);
+      expect(info.holderSource).toBe('kernel');
+      const cli = await fslock(['inspect', p]);
+      expect(cli.stdout).not.toContain('backup-daemon');
+      expect(cli.stdout).toContain(`pid ${h.child.pid}`);
+      const err = await lock(p, { timeout: 0 }).catch((e) => e);
+      expect(err.message).not.toContain('backup-daemon');
+      h.child.kill();
+      await h.exited;
+    },
+  );
 
-  it.runIf(canSwitchUser)('a record planted inside the lock file by the user who created it is not believed either', async () => {
-    const d = stickyDir();
-    const p = join(d, 'planted.lock');
-    const fake = { fslock: 1, pid: 1, hostname: hostname(), startedAt: new Date().toISOString(), argv: ['backup-daemon', '--harmless'] };
-    writeFileSync(join(d, 'fake.json'), `${JSON.stringify(fake)}\n`);
-    chmodSync(join(d, 'fake.json'), 0o644);
-    asOther('cp', [join(d, 'fake.json'), p]); // the other user's file, holding a fake record
-    const h = startNode('hold.cjs', [p]);
-    await h.waitFor('locked');
-    const info = await inspect(p);
-    expect(info.holder?.pid).toBe(h.child.pid);
-    const cli = await fslock(['inspect', p]);
-    expect(cli.stdout).not.toContain('backup-daemon');
-    expect(cli.stdout).not.toMatch(/pid 1\b/);
-    h.child.kill();
-    await h.exited;
-  });
+  it.runIf(canSwitchUser)(
+    'a record planted inside the lock file by the user who created it is not believed either',
+    async () => {
+      const d = stickyDir();
+      const p = join(d, 'planted.lock');
+      const fake = {
+        fslock: 1,
+        pid: 1,
+        hostname: hostname(),
+        startedAt: new Date().toISOString(),
+        argv: ['backup-daemon', '--harmless'],
+      };
+      writeFileSync(join(d, 'fake.json'), `${JSON.stringify(fake)}\n`);
+      chmodSync(join(d, 'fake.json'), 0o644);
+      asOther('cp', [join(d, 'fake.json'), p]); // the other user's file, holding a fake record
+      const h = startNode('hold.cjs', [p]);
+      await h.waitFor('locked');
+      const info = await inspect(p);
+      expect(info.holder?.pid).toBe(h.child.pid);
+      const cli = await fslock(['inspect', p]);
+      expect(cli.stdout).not.toContain('backup-daemon');
+      expect(cli.stdout).not.toMatch(/pid 1\b/);
+      h.child.kill();
+      await h.exited;
+    },
+  );
 
   it('a record from another host is labelled as such, not presented as a local process', async () => {
     const d = tempDir();
@@ -174,12 +208,22 @@ describe('holder names cannot be spoofed or used to inject terminal escapes', ()
     writeFileSync(p, '');
     const st = statSync(p, { bigint: true });
     // a holder on another host: the local kernel sees nothing on the file
-    const rec = { fslock: 1, pid: 4321, hostname: 'build-07.example', startedAt: new Date().toISOString(), file: `${st.dev}:${st.ino}` };
+    const rec = {
+      fslock: 1,
+      pid: 4321,
+      hostname: 'build-07.example',
+      startedAt: new Date().toISOString(),
+      file: `${st.dev}:${st.ino}`,
+    };
     writeFileSync(`${p}.fslock-holder`, `${JSON.stringify(rec)}\n`);
     const l = startNode('hold.cjs', [p, JSON.stringify({ primitive: 'ofd' })]); // OFD locks carry no pid in the kernel table
     await l.waitFor('locked');
     const info = await inspect(p);
-    expect(info).toMatchObject({ holderSource: 'record', holderRemote: true, holder: { pid: 4321, hostname: 'build-07.example' } });
+    expect(info).toMatchObject({
+      holderSource: 'record',
+      holderRemote: true,
+      holder: { pid: 4321, hostname: 'build-07.example' },
+    });
     const err = await lock(p, { timeout: 0 }).catch((e) => e);
     expect(err.message).toContain('held by pid 4321 on another host, build-07.example');
     const cli = await fslock(['inspect', p]);
@@ -191,7 +235,9 @@ describe('holder names cannot be spoofed or used to inject terminal escapes', ()
   it('a holder whose argv carries newlines and escape sequences cannot fake lines or drive the terminal', async () => {
     const p = join(tempDir(), 'esc.lock');
     const evil = '\n  holder: pid 1 on host, since 2020 /sbin/init\u001b[2J\u001b]0;pwned\u0007\u202e';
-    const h = attach(spawn(process.execPath, [join(FIXTURES, 'hold.cjs'), p, '{}', evil], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const h = attach(
+      spawn(process.execPath, [join(FIXTURES, 'hold.cjs'), p, '{}', evil], { stdio: ['pipe', 'pipe', 'inherit'] }),
+    );
     await h.waitFor('locked');
     const outputs: string[] = [];
     outputs.push((await fslock(['inspect', p])).stdout);
@@ -200,6 +246,7 @@ describe('holder names cannot be spoofed or used to inject terminal escapes', ()
     outputs.push((await lock(p, { timeout: 0 }).catch((e) => e)).message);
     outputs.push((await lock(p, { timeout: 50 }).catch((e) => e)).message);
     for (const out of outputs) {
+      // eslint-disable-next-line no-control-regex -- looking for exactly these
       expect(out).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f\u202e]/);
       expect(out).not.toMatch(/^\s*holder: pid 1 /m);
       expect(out).toContain('\\x1b[2J');
@@ -218,22 +265,25 @@ describe('holder names cannot be spoofed or used to inject terminal escapes', ()
 });
 
 describe('a SIGURG listener in the program', () => {
-  it.runIf(process.platform === 'linux')('costs no signal storm, no delay and no stuck thread when waits are cancelled', async () => {
-    const p = join(tempDir(), 'urg.lock');
-    const h = startNode('hold.cjs', [p]);
-    await h.waitFor('locked');
-    const r = await run(process.execPath, [join(FIXTURES, 'sigurg-listener.cjs'), p]);
-    expect(r.code, r.stderr).toBe(0);
-    const j = JSON.parse(r.stdout);
-    // the wake signal is a real-time signal here: the listener never hears it
-    expect(j.calls).toBe(0);
-    expect(j.abort).toBe('ABORT_ERR');
-    for (const ms of j.durations) expect(ms).toBeLessThan(900); // 100 ms timeouts, 50 ms abort: no +1 s
-    // no descriptor of the lock file left behind by a stuck waiter thread
-    expect(j.extra.filter((x: string) => x.includes('urg.lock'))).toEqual([]);
-    h.child.kill();
-    await h.exited;
-  });
+  it.runIf(process.platform === 'linux')(
+    'costs no signal storm, no delay and no stuck thread when waits are cancelled',
+    async () => {
+      const p = join(tempDir(), 'urg.lock');
+      const h = startNode('hold.cjs', [p]);
+      await h.waitFor('locked');
+      const r = await run(process.execPath, [join(FIXTURES, 'sigurg-listener.cjs'), p]);
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout);
+      // the wake signal is a real-time signal here: the listener never hears it
+      expect(j.calls).toBe(0);
+      expect(j.abort).toBe('ABORT_ERR');
+      for (const ms of j.durations) expect(ms).toBeLessThan(900); // 100 ms timeouts, 50 ms abort: no +1 s
+      // no descriptor of the lock file left behind by a stuck waiter thread
+      expect(j.extra.filter((x: string) => x.includes('urg.lock'))).toEqual([]);
+      h.child.kill();
+      await h.exited;
+    },
+  );
 });
 
 describe.runIf(canSwitchUser)('trash in a crate directory', () => {
@@ -243,7 +293,11 @@ describe.runIf(canSwitchUser)('trash in a crate directory', () => {
     const s = await openSession(crate);
     await s.finalize('abc');
     chmodSync(crate, 0o1777);
-    const planted = ['.fslock-trash-s-0000000001-0000001-working-0a0b0c0d', '.fslock-trash-evil', '.fslock-trash-s-0000000002-0000002-x-11223344'];
+    const planted = [
+      '.fslock-trash-s-0000000001-0000001-working-0a0b0c0d',
+      '.fslock-trash-evil',
+      '.fslock-trash-s-0000000002-0000002-x-11223344',
+    ];
     asOther('mkfifo', [join(crate, planted[0]!)]);
     asOther('touch', [join(crate, planted[1]!)]);
     asOther('mkdir', [join(crate, planted[2]!)]);

@@ -133,10 +133,14 @@ describe('the session life cycle', () => {
     expect(s.state).toBe('working');
     await s.abandon();
     await expect(openSession(crate, { gcAge: -1 })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
-    await expect(openSession(crate, { copy: 'link' as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    await expect(openSession(crate, { copy: 'link' as never })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
     await expect(openSession(crate, { nope: 1 } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
     await expect(openSession(crate, { now: 5 as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
-    await expect(collectGarbage(crate, { copy: 'copy' } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    await expect(collectGarbage(crate, { copy: 'copy' } as never)).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
     expect(entries(crate)).toEqual([]);
   });
 });
@@ -164,7 +168,10 @@ describe('garbage collection rules', () => {
     writeFileSync(join(crate, 'README'), '');
     const young = markCrate(crate);
     const r = await collectGarbage(crate);
-    expect(r.deleted.sort()).toEqual([join(crate, 's-0000000001-0000001-working'), join(crate, 's-0000000002-0000002-abc')]);
+    expect(r.deleted.sort()).toEqual([
+      join(crate, 's-0000000001-0000001-working'),
+      join(crate, 's-0000000002-0000002-abc'),
+    ]);
     expect(entries(crate)).toEqual(['README', 'not-a-session', young]);
   });
 
@@ -373,7 +380,14 @@ describe('filesystems where locks are unreliable', () => {
   it.runIf(canMount)('an overlay mount warns by default and is refused with strict', async () => {
     const d = tempDir();
     for (const x of ['lower', 'upper', 'work', 'merged']) mkdirSync(join(d, x));
-    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${d}/lower,upperdir=${d}/upper,workdir=${d}/work`, `${d}/merged`]);
+    execFileSync('mount', [
+      '-t',
+      'overlay',
+      'overlay',
+      '-o',
+      `lowerdir=${d}/lower,upperdir=${d}/upper,workdir=${d}/work`,
+      `${d}/merged`,
+    ]);
     try {
       const warnings: Array<{ code?: string; message: string }> = [];
       const onWarning = (w: Error & { code?: string }) => warnings.push(w);

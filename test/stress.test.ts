@@ -10,9 +10,13 @@ describe('npm run stress (small configuration)', () => {
     ['posix', []],
     ['auto', ['--unlink']],
   ])('%s %s: processes × worker threads lose no increment', async (primitive, extra) => {
-    const r = await run(process.execPath, [STRESS, '-p', '3', '-t', '2', '-n', '60', '--primitive', primitive, ...extra], {
-      timeoutMs: 120_000,
-    });
+    const r = await run(
+      process.execPath,
+      [STRESS, '-p', '3', '-t', '2', '-n', '60', '--primitive', primitive, ...extra],
+      {
+        timeoutMs: 120_000,
+      },
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('count 360 of 360');

@@ -22,10 +22,10 @@ namespace platform {
 using handle_t = int64_t;
 
 enum Primitive : int {
-  kFlock = 1,       // flock(2)
-  kOfd = 2,         // fcntl F_OFD_SETLK / F_OFD_SETLKW / F_OFD_GETLK
-  kPosix = 3,       // classic, process-scoped fcntl F_SETLK / F_SETLKW / F_GETLK
-  kWindows = 4,     // LockFileEx / UnlockFileEx
+  kFlock = 1,    // flock(2)
+  kOfd = 2,      // fcntl F_OFD_SETLK / F_OFD_SETLKW / F_OFD_GETLK
+  kPosix = 3,    // classic, process-scoped fcntl F_SETLK / F_SETLKW / F_GETLK
+  kWindows = 4,  // LockFileEx / UnlockFileEx
 };
 
 enum LockType : int {
@@ -49,15 +49,15 @@ struct Identity {
 };
 
 struct FsInfo {
-  uint64_t type = 0;   // statfs f_type (Linux); 0 where the OS has no number
-  std::string name;    // f_fstypename (BSD/macOS), filesystem name (Windows), "" on Linux
+  uint64_t type = 0;  // statfs f_type (Linux); 0 where the OS has no number
+  std::string name;   // f_fstypename (BSD/macOS), filesystem name (Windows), "" on Linux
 };
 
 struct LockQuery {
   int type = kUnlock;  // kUnlock when nothing conflicts
   int64_t start = 0;
   int64_t len = 0;
-  int64_t pid = 0;     // -1 for OFD locks (the kernel does not know an owner process)
+  int64_t pid = 0;  // -1 for OFD locks (the kernel does not know an owner process)
 };
 
 // One lock request: which primitive, which mode, which bytes (len 0 = to the
@@ -87,9 +87,9 @@ int Close(handle_t h);
 int GetIdentity(handle_t h, Identity* out);
 int StatPathIdentity(const char* path, Identity* out);
 int GetFsInfo(handle_t h, FsInfo* out);
-int Truncate(handle_t h, int64_t size);  // retries EINTR
+int Truncate(handle_t h, int64_t size);                                                  // retries EINTR
 int WriteAt(handle_t h, const void* data, size_t len, int64_t offset, size_t* written);  // retries EINTR
-int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);  // retries EINTR
+int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);             // retries EINTR
 // rename(from, to) that fails with EEXIST instead of replacing `to`
 // (renameat2 RENAME_NOREPLACE, renamex_np RENAME_EXCL, MoveFileExW without
 // MOVEFILE_REPLACE_EXISTING). ENOSYS where the OS or filesystem has no such call.

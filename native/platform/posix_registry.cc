@@ -121,7 +121,8 @@ int RegistryUnlock(uint64_t holder_id) {
   // another handle still holds would silently drop that handle's lock too.
   std::vector<std::pair<uint64_t, uint64_t>> covered;
   for (const Holder& o : st.holders) {
-    if (Overlaps(o, self.begin, self.end)) covered.emplace_back(std::max(o.begin, self.begin), std::min(o.end, self.end));
+    if (Overlaps(o, self.begin, self.end))
+      covered.emplace_back(std::max(o.begin, self.begin), std::min(o.end, self.end));
   }
   std::sort(covered.begin(), covered.end());
   int result = 0;

@@ -56,15 +56,12 @@ void WakeHandler(int sig, siginfo_t* info, void* uctx) {
 #endif
   if ((g_previous.sa_flags & SA_SIGINFO) && g_previous.sa_sigaction != nullptr) {
     g_previous.sa_sigaction(sig, info, uctx);
-  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN &&
-             g_previous.sa_handler != nullptr) {
+  } else if (g_previous.sa_handler != SIG_DFL && g_previous.sa_handler != SIG_IGN && g_previous.sa_handler != nullptr) {
     g_previous.sa_handler(sig);
   }
 }
 
-bool IsOurs(const struct sigaction& sa) {
-  return (sa.sa_flags & SA_SIGINFO) && sa.sa_sigaction == WakeHandler;
-}
+bool IsOurs(const struct sigaction& sa) { return (sa.sa_flags & SA_SIGINFO) && sa.sa_sigaction == WakeHandler; }
 
 int ChooseWakeSignal() {
 #if defined(__linux__) && defined(SIGRTMIN)
@@ -123,8 +120,8 @@ struct Waiter {
   std::atomic<bool> cancel{false};
   std::mutex mu;
   std::condition_variable cv;
-  bool finished = false;    // the system call returned
-  bool abandoned = false;   // cancel gave up: the thread closes the fd and frees the waiter
+  bool finished = false;   // the system call returned
+  bool abandoned = false;  // cancel gave up: the thread closes the fd and frees the waiter
   int result = 0;
 };
 

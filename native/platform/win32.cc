@@ -60,37 +60,24 @@ ErrorInfo DescribeError(int err) {
   switch (err) {
     case ERROR_FILE_NOT_FOUND:
     case ERROR_PATH_NOT_FOUND:
-    case ERROR_INVALID_NAME:
-      return {"ENOENT", "no such file or directory", -4058};
-    case ERROR_ACCESS_DENIED:
-      return {"EPERM", "operation not permitted", -4048};
+    case ERROR_INVALID_NAME: return {"ENOENT", "no such file or directory", -4058};
+    case ERROR_ACCESS_DENIED: return {"EPERM", "operation not permitted", -4048};
     case ERROR_SHARING_VIOLATION:
-    case ERROR_LOCK_VIOLATION:
-      return {"EBUSY", "resource busy or locked", -4082};
+    case ERROR_LOCK_VIOLATION: return {"EBUSY", "resource busy or locked", -4082};
     case ERROR_INVALID_FUNCTION:
-    case ERROR_NOT_SUPPORTED:
-      return {"ENOTSUP", "operation not supported on socket", -4049};
-    case ERROR_INVALID_HANDLE:
-      return {"EBADF", "bad file descriptor", -4083};
+    case ERROR_NOT_SUPPORTED: return {"ENOTSUP", "operation not supported on socket", -4049};
+    case ERROR_INVALID_HANDLE: return {"EBADF", "bad file descriptor", -4083};
     case ERROR_NOT_LOCKED:
-    case ERROR_INVALID_PARAMETER:
-      return {"EINVAL", "invalid argument", -4071};
-    case ERROR_WRITE_PROTECT:
-      return {"EROFS", "read-only file system", -4036};
-    case ERROR_DIRECTORY:
-      return {"ENOTDIR", "not a directory", -4052};
-    case ERROR_OPERATION_ABORTED:
-      return {"ECANCELED", "operation canceled", -4081};
-    case ERROR_TOO_MANY_OPEN_FILES:
-      return {"EMFILE", "too many open files", -4066};
+    case ERROR_INVALID_PARAMETER: return {"EINVAL", "invalid argument", -4071};
+    case ERROR_WRITE_PROTECT: return {"EROFS", "read-only file system", -4036};
+    case ERROR_DIRECTORY: return {"ENOTDIR", "not a directory", -4052};
+    case ERROR_OPERATION_ABORTED: return {"ECANCELED", "operation canceled", -4081};
+    case ERROR_TOO_MANY_OPEN_FILES: return {"EMFILE", "too many open files", -4066};
     case ERROR_DISK_FULL:
-    case ERROR_HANDLE_DISK_FULL:
-      return {"ENOSPC", "no space left on device", -4055};
+    case ERROR_HANDLE_DISK_FULL: return {"ENOSPC", "no space left on device", -4055};
     case ERROR_FILE_EXISTS:
-    case ERROR_ALREADY_EXISTS:
-      return {"EEXIST", "file already exists", -4075};
-    default:
-      return {"EIO", "i/o error (Windows error " + std::to_string(err) + ")", -4070};
+    case ERROR_ALREADY_EXISTS: return {"EEXIST", "file already exists", -4075};
+    default: return {"EIO", "i/o error (Windows error " + std::to_string(err) + ")", -4070};
   }
 }
 
@@ -101,10 +88,8 @@ int Open(const char* path, int flags, handle_t* out) {
   std::wstring wpath = Widen(path);
   DWORD access = GENERIC_READ | ((flags & kOpenWrite) ? GENERIC_WRITE : 0);
   DWORD share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
-  DWORD disposition = (flags & kOpenCreate) ? ((flags & kOpenExclusive) ? CREATE_NEW : OPEN_ALWAYS)
-                                            : OPEN_EXISTING;
-  HANDLE h = CreateFileW(wpath.c_str(), access, share, nullptr, disposition,
-                         FILE_ATTRIBUTE_NORMAL, nullptr);
+  DWORD disposition = (flags & kOpenCreate) ? ((flags & kOpenExclusive) ? CREATE_NEW : OPEN_ALWAYS) : OPEN_EXISTING;
+  HANDLE h = CreateFileW(wpath.c_str(), access, share, nullptr, disposition, FILE_ATTRIBUTE_NORMAL, nullptr);
   if (h == INVALID_HANDLE_VALUE) return LastError();
   // Handles are not inherited by child processes unless asked for.
   SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0);
@@ -130,8 +115,8 @@ int GetIdentity(handle_t h, Identity* out) {
 
 int StatPathIdentity(const char* path, Identity* out) {
   std::wstring wpath = Widen(path);
-  HANDLE h = CreateFileW(wpath.c_str(), 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-                         nullptr, OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, nullptr);
+  HANDLE h = CreateFileW(wpath.c_str(), 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr,
+                         OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, nullptr);
   if (h == INVALID_HANDLE_VALUE) return LastError();
   int r = GetIdentity(static_cast<handle_t>(reinterpret_cast<intptr_t>(h)), out);
   CloseHandle(h);
@@ -140,8 +125,7 @@ int StatPathIdentity(const char* path, Identity* out) {
 
 int GetFsInfo(handle_t h, FsInfo* out) {
   wchar_t name[MAX_PATH + 1] = {0};
-  if (!GetVolumeInformationByHandleW(H(h), nullptr, 0, nullptr, nullptr, nullptr, name,
-                                     MAX_PATH + 1)) {
+  if (!GetVolumeInformationByHandleW(H(h), nullptr, 0, nullptr, nullptr, nullptr, name, MAX_PATH + 1)) {
     return LastError();
   }
   char buf[4 * (MAX_PATH + 1)] = {0};
@@ -194,8 +178,7 @@ int Lock(const LockRequest& req, handle_t h, bool wait) {
   if (req.type == kUnlock) {
     return UnlockFileEx(H(h), 0, low, high, &ov) ? 0 : LastError();
   }
-  DWORD flags = (req.type == kExclusive ? LOCKFILE_EXCLUSIVE_LOCK : 0) |
-                (wait ? 0 : LOCKFILE_FAIL_IMMEDIATELY);
+  DWORD flags = (req.type == kExclusive ? LOCKFILE_EXCLUSIVE_LOCK : 0) | (wait ? 0 : LOCKFILE_FAIL_IMMEDIATELY);
   return LockFileEx(H(h), flags, 0, low, high, &ov) ? 0 : LastError();
 }
 

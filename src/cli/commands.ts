@@ -6,12 +6,7 @@ import { collectGarbage, listSessions } from '../session/gc.js';
 import { parse, parseSeconds, type OptionSpec } from './args.js';
 import { EXIT, UsageError } from './errors.js';
 import { escapeText } from '../errors.js';
-import { formatAge, formatBytes, paint, table, useColor, type Out } from './format.js';
-
-interface Io {
-  stdout: Out;
-  stderr: Out;
-}
+import { formatAge, formatBytes, paint, table, useColor, type Io } from './format.js';
 
 export const INSPECT_USAGE = `usage: fslock inspect [--json] <lockfile>
 
@@ -38,13 +33,14 @@ Exit status 0, or 3 if some entries could not be removed.`;
 const JSON_HELP: OptionSpec = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } };
 
 function one(positionals: string[], what: string): string {
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `expected one ${what}, got ${positionals.length}` : `missing ${what}`);
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `expected one ${what}, got ${positionals.length}` : `missing ${what}`);
   return positionals[0] as string;
 }
 
 export async function inspectCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, JSON_HELP);
-  if (values.help) return io.stdout.write(`${INSPECT_USAGE}\n`), EXIT.OK;
+  if (values.help) return (io.stdout.write(`${INSPECT_USAGE}\n`), EXIT.OK);
   const path = one(positionals, '<lockfile>');
   const info = await inspect(path);
   if (values.json) {
@@ -62,9 +58,12 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
   if (info.holder) {
     const h = info.holder;
     const since = h.startedAt ? `, since ${escapeText(h.startedAt)}` : '';
-    const from = info.holderSource === 'kernel'
-      ? ' (from the kernel lock table)'
-      : info.holderRemote ? ' (recorded by a holder on another host: not checked)' : ' (recorded by the holder, confirmed by the kernel)';
+    const from =
+      info.holderSource === 'kernel'
+        ? ' (from the kernel lock table)'
+        : info.holderRemote
+          ? ' (recorded by a holder on another host: not checked)'
+          : ' (recorded by the holder, confirmed by the kernel)';
     lines.push(`  holder: pid ${h.pid} on ${escapeText(h.hostname)}${since}${from}`);
     if (h.argv.length) lines.push(`  command: ${escapeText(h.argv.join(' '))}`);
   }
@@ -95,7 +94,7 @@ async function treeSize(path: string): Promise<number> {
 
 export async function sessionsCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, JSON_HELP);
-  if (values.help) return io.stdout.write(`${SESSIONS_USAGE}\n`), EXIT.OK;
+  if (values.help) return (io.stdout.write(`${SESSIONS_USAGE}\n`), EXIT.OK);
   const dir = one(positionals, '<crateDir>');
   const sessions = await listSessions(dir);
   const sizes = await Promise.all(sessions.map((s) => treeSize(s.path)));
@@ -130,14 +129,19 @@ export async function gcCommand(argv: string[], io: Io): Promise<number> {
     'dry-run': { type: 'boolean' },
     age: { type: 'string' },
   });
-  if (values.help) return io.stdout.write(`${GC_USAGE}\n`), EXIT.OK;
+  if (values.help) return (io.stdout.write(`${GC_USAGE}\n`), EXIT.OK);
   const dir = one(positionals, '<crateDir>');
   const gcAge = values.age === undefined ? undefined : parseSeconds(values.age as string, '--age') * 1000;
-  const report = await collectGarbage(dir, { dryRun: Boolean(values['dry-run']), ...(gcAge === undefined ? {} : { gcAge }) });
+  const report = await collectGarbage(dir, {
+    dryRun: Boolean(values['dry-run']),
+    ...(gcAge === undefined ? {} : { gcAge }),
+  });
   const dryRun = Boolean(values['dry-run']);
   if (values.json) {
     const { deleted, wouldDelete, ...restOfReport } = report;
-    io.stdout.write(`${JSON.stringify(dryRun ? { dryRun, wouldDelete, ...restOfReport } : { dryRun, deleted, ...restOfReport }, null, 2)}\n`);
+    io.stdout.write(
+      `${JSON.stringify(dryRun ? { dryRun, wouldDelete, ...restOfReport } : { dryRun, deleted, ...restOfReport }, null, 2)}\n`,
+    );
   } else if (report.skipped !== null) {
     io.stderr.write(`fslock gc: ${escapeText(report.skipped)}\n`);
   } else {
@@ -153,7 +157,8 @@ export async function gcCommand(argv: string[], io: Io): Promise<number> {
     show(verb, removed, 'green');
     show('in use', report.inUse, 'yellow');
     show('kept', report.kept);
-    for (const e of report.errors) lines.push(`${paint(color, 'red', 'error'.padEnd(width))}  ${escapeText(e.path)}: ${escapeText(e.message)}`);
+    for (const e of report.errors)
+      lines.push(`${paint(color, 'red', 'error'.padEnd(width))}  ${escapeText(e.path)}: ${escapeText(e.message)}`);
     lines.push(
       `${removed.length} ${verb}, ${report.inUse.length} in use, ${report.kept.length} kept, ${report.errors.length} errors`,
     );

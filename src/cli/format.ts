@@ -5,6 +5,12 @@ export interface Out {
   isTTY?: boolean;
 }
 
+/** Where a command writes. */
+export interface Io {
+  stdout: Out;
+  stderr: Out;
+}
+
 export function useColor(stream: Out): boolean {
   return Boolean(stream.isTTY) && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
 }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../binding.js';
 import { EXIT, UsageError } from './errors.js';
-import type { Out } from './format.js';
+import type { Io } from './format.js';
 import { runCommand, RUN_USAGE } from './run.js';
 import { probeCommand, PROBE_USAGE } from './probe.js';
 import { gcCommand, GC_USAGE, inspectCommand, INSPECT_USAGE, sessionsCommand, SESSIONS_USAGE } from './commands.js';
@@ -24,7 +24,6 @@ options:
 exit status: 0 ok, 1 lock conflict (run -n / -w), 2 bad command line,
 3 failure; run passes on its command's status (128+N for signal N).`;
 
-type Io = { stdout: Out; stderr: Out };
 type Command = (argv: string[], io: Io) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; usage: string }> = {
@@ -39,7 +38,10 @@ export function version(): string {
   return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-export async function main(argv: string[], io: Io = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function main(
+  argv: string[],
+  io: Io = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
     (first === undefined ? io.stderr : io.stdout).write(`${USAGE}\n`);

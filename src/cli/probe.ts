@@ -1,20 +1,12 @@
 /**
- * fslock probe: measures what each lock primitive really does on this OS
- * and on the filesystem holding a directory, with fslock's own native calls,
- * in a temporary directory that is removed afterwards. Nothing here is taken
- * from a table: every cell is an experiment.
+ * fslock probe: the command line and the rendering of the probe's results
+ * (the experiments are in src/probe/lab.ts).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { arch, release, type as osType } from 'node:os';
-import { join, resolve } from 'node:path';
-import { Worker } from 'node:worker_threads';
-import { binding, C, packageRoot } from '../binding.js';
-import { primitives, type PrimitiveReport } from '../primitives.js';
-import { describeFs, type FsWarning } from '../fstype.js';
+import { resolve } from 'node:path';
+import { OWNERSHIP_ROWS, probe, type Prim, type ProbeResult } from '../probe/lab.js';
 import { parse } from './args.js';
 import { EXIT, UsageError } from './errors.js';
-import { paint, table, useColor, type Cell, type Out } from './format.js';
+import { paint, table, useColor, type Cell, type Io } from './format.js';
 
 export const PROBE_USAGE = `usage: fslock probe [--json] [dir]
 
@@ -26,329 +18,8 @@ descriptor, read-only and directory descriptors, byte ranges and a failed
 upgrade do; and which primitives see each other. Works in a temporary
 directory inside [dir] and removes it.`;
 
-type Prim = 'flock' | 'ofd' | 'posix' | 'windows';
-const PRIM_NUM: Record<Prim, number> = { flock: C.FLOCK, ofd: C.OFD, posix: C.POSIX, windows: C.WINDOWS };
-
-export type Outcome = string;
-export interface ProbeResult {
-  os: { type: string; release: string; arch: string };
-  dir: string;
-  filesystem: { name: string; magic: number };
-  primitives: PrimitiveReport;
-  /** Tested primitives, in table order. 'posix' is the raw, process-scoped fcntl lock. */
-  tested: Prim[];
-  ownership: Record<string, Record<string, Outcome>>;
-  crossPrimitive: Record<string, Record<string, Outcome>>;
-  warnings: FsWarning[];
-  elapsedMs: number;
-}
-
-export const OWNERSHIP_ROWS: Array<[key: string, label: string]> = [
-  ['secondOpen', 'second open() of the file, same process'],
-  ['worker', 'another worker thread, its own open()'],
-  ['otherProcess', 'another process'],
-  ['inheritedChild', 'child inherits the fd, parent closes its copy'],
-  ['childUnlock', 'that child unlocks its inherited fd'],
-  ['closeOther', 'holder opens and closes another fd of the file'],
-  ['readOnlyExclusive', 'exclusive lock on a read-only fd'],
-  ['directory', 'directory fd'],
-  ['ranges', 'byte ranges'],
-  ['failedUpgrade', 'failed SH→EX upgrade while another SH holder exists'],
-];
-
 /** Bad outcomes, highlighted in the table. */
 const BAD = new Set(['not excluded', 'lost', 'shared lock lost', "drops parent's lock"]);
-
-// ---------------------------------------------------------------------------
-// A helper that runs lock requests elsewhere: another process or a worker.
-
-interface Req {
-  op: 'try' | 'release' | 'unlock3';
-  prim?: number;
-  path?: string;
-  type?: number;
-  start?: number;
-  len?: number;
-  hold?: boolean;
-  id?: number;
-}
-interface Rep {
-  ok?: boolean;
-  id?: number;
-  error?: string;
-}
-
-const HELPER_CORE = `
-const { binding } = require(BINDING_PATH);
-const held = new Map();
-let nextId = 1;
-function handle(req) {
-  try {
-    if (req.op === 'release') { binding.close(held.get(req.id)); held.delete(req.id); return { ok: true }; }
-    if (req.op === 'unlock3') { binding.lock(req.prim, 3, 0, 0, 0, false); return { ok: true }; }
-    const fd = binding.open(req.path, 1);
-    let ok;
-    try { ok = binding.lock(req.prim, fd, req.type, req.start || 0, req.len || 0, false); }
-    catch (e) { binding.close(fd); return { error: e.code || String(e) }; }
-    if (ok && req.hold) { const id = nextId++; held.set(id, fd); return { ok, id }; }
-    binding.close(fd);
-    return { ok };
-  } catch (e) { return { error: e.code || String(e) }; }
-}`;
-
-function helperSource(transport: 'process' | 'worker'): string {
-  const bindingPath = JSON.stringify(join(packageRoot(), 'dist', 'cjs', 'binding.js'));
-  const core = HELPER_CORE.replace('BINDING_PATH', bindingPath);
-  return transport === 'process'
-    ? `${core}
-require('node:readline').createInterface({ input: process.stdin }).on('line', (l) => {
-  process.stdout.write(JSON.stringify(handle(JSON.parse(l))) + '\\n');
-});`
-    : `${core}
-const { parentPort } = require('node:worker_threads');
-parentPort.on('message', (m) => parentPort.postMessage(handle(m)));`;
-}
-
-interface Helper {
-  call(req: Req): Promise<Rep>;
-  close(): Promise<void>;
-}
-
-function processHelper(extraFd?: number): { helper: Helper; child: ChildProcess } {
-  const stdio: Array<'pipe' | 'inherit' | number> = ['pipe', 'pipe', 'inherit'];
-  if (extraFd !== undefined) stdio.push(extraFd); // becomes fd 3 in the child, inherited as fork+exec would
-  const child = spawn(process.execPath, ['-e', helperSource('process')], { stdio });
-  const queue: Array<(r: Rep) => void> = [];
-  let buf = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    buf += d;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      queue.shift()?.(JSON.parse(line) as Rep);
-    }
-  });
-  return {
-    child,
-    helper: {
-      call: (req) =>
-        new Promise((res) => {
-          queue.push(res);
-          child.stdin!.write(`${JSON.stringify(req)}\n`);
-        }),
-      close: async () => {
-        child.stdin!.end();
-        if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
-      },
-    },
-  };
-}
-
-function workerHelper(): Helper {
-  const w = new Worker(helperSource('worker'), { eval: true });
-  const queue: Array<(r: Rep) => void> = [];
-  w.on('message', (m: Rep) => queue.shift()?.(m));
-  return {
-    call: (req) =>
-      new Promise((res) => {
-        queue.push(res);
-        w.postMessage(req);
-      }),
-    close: async () => {
-      await w.terminate();
-    },
-  };
-}
-
-// ---------------------------------------------------------------------------
-
-class Lab {
-  private n = 0;
-  constructor(readonly dir: string) {}
-
-  file(): string {
-    const p = join(this.dir, `f${this.n++}`);
-    writeFileSync(p, '');
-    return p;
-  }
-
-  /** Opens `path` and takes a lock; returns the fd. */
-  hold(prim: Prim, path: string, type: number = C.EXCLUSIVE, start = 0, len = 0): number {
-    const fd = binding.open(path, C.OPEN_WRITE);
-    if (!binding.lock(PRIM_NUM[prim], fd, type, start, len, false)) {
-      binding.close(fd);
-      throw new Error(`probe: could not take a ${prim} lock on a fresh file`);
-    }
-    return fd;
-  }
-
-  /** A non-blocking try on an fd: 'granted', 'refused' or an error code. */
-  tryFd(prim: Prim, fd: number, type: number, start = 0, len = 0): string {
-    try {
-      return binding.lock(PRIM_NUM[prim], fd, type, start, len, false) ? 'granted' : 'refused';
-    } catch (err) {
-      return (err as { code?: string }).code ?? 'error';
-    }
-  }
-}
-
-const asExclusion = (r: Rep): Outcome => (r.error ? r.error : r.ok ? 'not excluded' : 'excluded');
-
-async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): Promise<Record<string, Outcome>> {
-  const P = PRIM_NUM[prim];
-  const out: Record<string, Outcome> = {};
-  const EX = C.EXCLUSIVE;
-  const SH = C.SHARED;
-
-  {
-    const f = lab.file();
-    const fd1 = lab.hold(prim, f);
-    const fd2 = binding.open(f, C.OPEN_WRITE);
-    const r = lab.tryFd(prim, fd2, EX);
-    out.secondOpen = r === 'granted' ? 'not excluded' : r === 'refused' ? 'excluded' : r;
-    binding.close(fd2);
-    binding.close(fd1);
-  }
-  // Each cell gets a fresh file and holder: with process-scoped POSIX locks a
-  // probe that closes its own descriptor releases the holder's lock too.
-  {
-    const f = lab.file();
-    const fd = lab.hold(prim, f);
-    out.worker = asExclusion(await worker.call({ op: 'try', prim: P, path: f, type: EX }));
-    binding.close(fd);
-  }
-  {
-    const f = lab.file();
-    const fd = lab.hold(prim, f);
-    out.otherProcess = asExclusion(await other.call({ op: 'try', prim: P, path: f, type: EX }));
-    binding.close(fd);
-  }
-  if (process.platform !== 'win32') {
-    {
-      const f = lab.file();
-      const fd = lab.hold(prim, f);
-      const { helper: child } = processHelper(fd);
-      await child.call({ op: 'try', prim: P, path: lab.dir, type: 0 }).catch(() => undefined); // wait until it runs
-      binding.close(fd); // the parent lets go of its descriptor without unlocking
-      const r = await other.call({ op: 'try', prim: P, path: f, type: EX });
-      out.inheritedChild = r.error ? r.error : r.ok ? 'not inherited' : 'child holds the lock';
-      await child.close();
-    }
-    {
-      const f = lab.file();
-      const fd = lab.hold(prim, f);
-      const { helper: child } = processHelper(fd);
-      await child.call({ op: 'unlock3', prim: P });
-      const r = await other.call({ op: 'try', prim: P, path: f, type: EX });
-      out.childUnlock = r.error ? r.error : r.ok ? "drops parent's lock" : "parent's lock kept";
-      await child.close();
-      binding.close(fd);
-    }
-  } else {
-    out.inheritedChild = 'n/a';
-    out.childUnlock = 'n/a';
-  }
-  {
-    const f = lab.file();
-    const fd1 = lab.hold(prim, f);
-    binding.close(binding.open(f, 0));
-    const r = await other.call({ op: 'try', prim: P, path: f, type: EX });
-    out.closeOther = r.error ? r.error : r.ok ? 'lost' : 'kept';
-    binding.close(fd1);
-  }
-  {
-    const f = lab.file();
-    const fd = binding.open(f, 0);
-    const r = lab.tryFd(prim, fd, EX);
-    out.readOnlyExclusive = r === 'granted' ? 'allowed' : r;
-    binding.close(fd);
-  }
-  if (process.platform !== 'win32') {
-    const d = join(lab.dir, `d${prim}`);
-    mkdirSync(d);
-    const fd = binding.open(d, 0);
-    const sh = lab.tryFd(prim, fd, SH);
-    if (sh === 'granted') binding.lock(P, fd, C.UNLOCK, 0, 0, false);
-    const ex = lab.tryFd(prim, fd, EX);
-    binding.close(fd);
-    out.directory = sh === 'granted' && ex === 'granted' ? 'shared and exclusive' : sh === 'granted' ? `shared only (exclusive: ${ex})` : `no (${sh})`;
-  } else {
-    out.directory = 'n/a';
-  }
-  {
-    const f = lab.file();
-    const fd = lab.hold(prim, f, EX, 0, 10);
-    const r = await other.call({ op: 'try', prim: P, path: f, type: EX, start: 20, len: 10 });
-    out.ranges = r.error ? r.error : r.ok ? 'yes' : 'no (whole file)';
-    binding.close(fd);
-  }
-  {
-    const f = lab.file();
-    const fd = lab.hold(prim, f, SH);
-    const theirs = await other.call({ op: 'try', prim: P, path: f, type: SH, hold: true });
-    const up = lab.tryFd(prim, fd, EX);
-    if (theirs.id !== undefined) await other.call({ op: 'release', id: theirs.id });
-    if (up === 'refused') {
-      const r = await other.call({ op: 'try', prim: P, path: f, type: EX });
-      out.failedUpgrade = r.error ? r.error : r.ok ? 'shared lock lost' : 'shared lock kept';
-    } else {
-      out.failedUpgrade = up === 'granted' ? 'upgrade was not refused' : up;
-    }
-    binding.close(fd);
-  }
-  return out;
-}
-
-async function crossPrimitive(prims: Prim[], lab: Lab, other: Helper): Promise<Record<string, Record<string, Outcome>>> {
-  const out: Record<string, Record<string, Outcome>> = {};
-  for (const holder of prims) {
-    out[holder] = {};
-    for (const contender of prims) {
-      const f = lab.file();
-      const fd = lab.hold(holder, f);
-      const r = await other.call({ op: 'try', prim: PRIM_NUM[contender], path: f, type: C.EXCLUSIVE });
-      out[holder]![contender] = r.error ? r.error : r.ok ? 'no conflict' : 'conflict';
-      binding.close(fd);
-    }
-  }
-  return out;
-}
-
-export async function probe(dir: string): Promise<ProbeResult> {
-  const t0 = performance.now();
-  const report = primitives();
-  const tested: Prim[] = (['flock', 'ofd', 'posix', 'windows'] as const).filter((p) => report.available[p]);
-  const lab = new Lab(mkdtempSync(join(dir, '.fslock-probe-')));
-  const { helper: other } = processHelper();
-  const worker = workerHelper();
-  try {
-    const fd = binding.open(lab.file(), 0);
-    const fs = describeFs(fd);
-    binding.close(fd);
-    const own: Record<string, Record<string, Outcome>> = {};
-    for (const [key] of OWNERSHIP_ROWS) own[key] = {};
-    for (const prim of tested) {
-      const cells = await ownership(prim, lab, other, worker);
-      for (const [key, v] of Object.entries(cells)) own[key]![prim] = v;
-    }
-    const cross = await crossPrimitive(tested, lab, other);
-    return {
-      os: { type: osType(), release: release(), arch: arch() },
-      dir,
-      filesystem: { name: fs.name, magic: fs.magic },
-      primitives: report,
-      tested,
-      ownership: own,
-      crossPrimitive: cross,
-      warnings: fs.warning ? [fs.warning] : [],
-      elapsedMs: Math.round(performance.now() - t0),
-    };
-  } finally {
-    await Promise.all([other.close(), worker.close()]);
-    rmSync(lab.dir, { recursive: true, force: true });
-  }
-}
 
 export function renderProbe(r: ProbeResult, color: boolean): string {
   const style = (v: string): Cell => (BAD.has(v) ? { text: v, style: 'red' } : v);
@@ -362,7 +33,9 @@ export function renderProbe(r: ProbeResult, color: boolean): string {
   const magic = r.filesystem.magic ? ` (f_type 0x${r.filesystem.magic.toString(16)})` : '';
   lines.push(`directory:  ${r.dir} on ${r.filesystem.name}${magic}`);
   lines.push(`primitives: ${avail}`);
-  lines.push(`auto:       ${r.primitives.auto} for whole files, ${r.primitives.autoRange} for byte ranges; waits ${r.primitives.kernelWait ? 'block in the kernel on a native thread' : 'poll with backoff'}`);
+  lines.push(
+    `auto:       ${r.primitives.auto} for whole files, ${r.primitives.autoRange} for byte ranges; waits ${r.primitives.kernelWait ? 'block in the kernel on a native thread' : 'poll with backoff'}`,
+  );
   lines.push('');
   lines.push(paint(color, 'bold', 'Who owns a lock (the holder has an exclusive whole-file lock)'));
   lines.push(
@@ -378,7 +51,10 @@ export function renderProbe(r: ProbeResult, color: boolean): string {
   lines.push(paint(color, 'bold', 'Which primitives see each other (holder \\ contender, another process)'));
   lines.push(
     table(
-      [['holder \\ contender', ...r.tested.map(name)], ...r.tested.map((h) => [name(h), ...r.tested.map((c) => r.crossPrimitive[h]?.[c] ?? '?')])],
+      [
+        ['holder \\ contender', ...r.tested.map(name)],
+        ...r.tested.map((h) => [name(h), ...r.tested.map((c) => r.crossPrimitive[h]?.[c] ?? '?')]),
+      ],
       color,
     ),
   );
@@ -391,7 +67,7 @@ export function renderProbe(r: ProbeResult, color: boolean): string {
   return lines.join('\n');
 }
 
-export async function probeCommand(argv: string[], io: { stdout: Out; stderr: Out }): Promise<number> {
+export async function probeCommand(argv: string[], io: Io): Promise<number> {
   const { values, positionals } = parse(argv, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
   if (values.help) {
     io.stdout.write(`${PROBE_USAGE}\n`);
@@ -400,6 +76,8 @@ export async function probeCommand(argv: string[], io: { stdout: Out; stderr: Ou
   if (positionals.length > 1) throw new UsageError(`expected at most one [dir], got ${positionals.length}`);
   const dir = resolve(positionals[0] ?? '.');
   const result = await probe(dir);
-  io.stdout.write(values.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderProbe(result, useColor(io.stdout))}\n`);
+  io.stdout.write(
+    values.json ? `${JSON.stringify(result, null, 2)}\n` : `${renderProbe(result, useColor(io.stdout))}\n`,
+  );
   return EXIT.OK;
 }

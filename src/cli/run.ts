@@ -7,10 +7,10 @@ import { constants } from 'node:os';
 import { lock, tryLock, type FileLock } from '../lock.js';
 import { inspectSync } from '../inspect.js';
 import { describeHolder, errorCode, escapeText } from '../errors.js';
-import type { PrimitiveName } from '../primitives.js';
+import { PRIMITIVE_NAMES, type PrimitiveName } from '../primitives.js';
 import { parse, parseExitCode, parseSeconds, splitAtFirstPositional, type OptionSpec } from './args.js';
 import { EXIT, UsageError } from './errors.js';
-import { paint, useColor, type Out } from './format.js';
+import { paint, useColor, type Io } from './format.js';
 
 export const RUN_USAGE = `usage: fslock run [options] <lockfile> <command> [args...]
        fslock run [options] <lockfile> -c '<shell command>'
@@ -58,12 +58,9 @@ const RUN_OPTIONS: OptionSpec = {
 
 /** Signals passed on to the command (SIGUSR1 too: with a listener, Node does not open its inspector). */
 const FORWARDED: NodeJS.Signals[] =
-  process.platform === 'win32' ? ['SIGINT', 'SIGHUP'] : ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
-
-interface RunIo {
-  stdout: Out;
-  stderr: Out;
-}
+  process.platform === 'win32'
+    ? ['SIGINT', 'SIGHUP']
+    : ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
 
 function holderText(path: string): string {
   try {
@@ -75,7 +72,8 @@ function holderText(path: string): string {
   }
 }
 
-const signalExit = (sig: NodeJS.Signals) => EXIT.SIGNAL_BASE + ((constants.signals as Record<string, number>)[sig] ?? 0);
+const signalExit = (sig: NodeJS.Signals) =>
+  EXIT.SIGNAL_BASE + ((constants.signals as Record<string, number>)[sig] ?? 0);
 
 /**
  * Signals for the whole run, installed before anything else: while waiting
@@ -121,7 +119,7 @@ class SignalRelay {
   }
 }
 
-export async function runCommand(argv: string[], io: RunIo): Promise<number> {
+export async function runCommand(argv: string[], io: Io): Promise<number> {
   const { own, rest } = splitAtFirstPositional(argv, RUN_OPTIONS);
   const { values } = parse(own, RUN_OPTIONS);
   if (values.help) {
@@ -142,11 +140,14 @@ export async function runCommand(argv: string[], io: RunIo): Promise<number> {
   }
   if (shell !== undefined && command.length > 0) throw new UsageError('give either -c <string> or a command, not both');
   if (shell === undefined && command.length === 0) throw new UsageError('missing <command>');
-  const conflictCode = values['conflict-exit-code'] === undefined ? EXIT.CONFLICT : parseExitCode(values['conflict-exit-code'] as string, '--conflict-exit-code');
+  const conflictCode =
+    values['conflict-exit-code'] === undefined
+      ? EXIT.CONFLICT
+      : parseExitCode(values['conflict-exit-code'] as string, '--conflict-exit-code');
   const timeoutS = values.timeout === undefined ? undefined : parseSeconds(values.timeout as string, '--timeout');
   const primitive = (values.primitive as string | undefined) ?? 'auto';
-  if (!['auto', 'flock', 'ofd', 'posix', 'windows'].includes(primitive)) {
-    throw new UsageError(`--primitive must be auto, flock, ofd, posix or windows, got ${JSON.stringify(primitive)}`);
+  if (primitive !== 'auto' && !PRIMITIVE_NAMES.includes(primitive as PrimitiveName)) {
+    throw new UsageError(`--primitive must be auto, ${PRIMITIVE_NAMES.join(', ')}; got ${JSON.stringify(primitive)}`);
   }
   const quiet = Boolean(values.quiet);
   const color = useColor(io.stderr);
@@ -157,7 +158,9 @@ export async function runCommand(argv: string[], io: RunIo): Promise<number> {
     allowUnsafeSymlink: Boolean(values['allow-unsafe-symlink']),
     // On Linux the kernel's lock table names the holder; elsewhere a sidecar
     // record names the command, by its name only (arguments can hold secrets).
-    ...(process.platform === 'linux' ? {} : { record: { argv: [shell !== undefined ? 'sh' : (command[0] as string)] } }),
+    ...(process.platform === 'linux'
+      ? {}
+      : { record: { argv: [shell !== undefined ? 'sh' : (command[0] as string)] } }),
   };
 
   const relay = new SignalRelay();
@@ -169,7 +172,9 @@ export async function runCommand(argv: string[], io: RunIo): Promise<number> {
         return conflictCode;
       }
       if (!quiet) {
-        io.stderr.write(`${paint(color, 'bold', 'Blocking')} waiting for file lock on ${shown}${holderText(lockPath)}\n`);
+        io.stderr.write(
+          `${paint(color, 'bold', 'Blocking')} waiting for file lock on ${shown}${holderText(lockPath)}\n`,
+        );
       }
       try {
         held = await lock(lockPath, {
@@ -180,7 +185,8 @@ export async function runCommand(argv: string[], io: RunIo): Promise<number> {
       } catch (err) {
         if (relay.pending) return signalExit(relay.pending);
         if (errorCode(err) === 'ETIMEDOUT') {
-          if (!quiet) io.stderr.write(`fslock: gave up waiting for ${shown} after ${timeoutS} s${holderText(lockPath)}\n`);
+          if (!quiet)
+            io.stderr.write(`fslock: gave up waiting for ${shown} after ${timeoutS} s${holderText(lockPath)}\n`);
           return conflictCode;
         }
         throw err;
@@ -201,7 +207,13 @@ export async function runCommand(argv: string[], io: RunIo): Promise<number> {
   }
 }
 
-function runChild(shell: string | undefined, command: string[], lockFd: number | null, relay: SignalRelay, io: RunIo): Promise<number> {
+function runChild(
+  shell: string | undefined,
+  command: string[],
+  lockFd: number | null,
+  relay: SignalRelay,
+  io: Io,
+): Promise<number> {
   return new Promise((resolve) => {
     const stdio: StdioOptions = lockFd === null ? 'inherit' : ['inherit', 'inherit', 'inherit', lockFd];
     const child =

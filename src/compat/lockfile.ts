@@ -16,6 +16,7 @@
  * - unlock() only deletes a lock file that this process holds, or one that no
  *   live process holds; it never deletes another live holder's lock.
  */
+import { errorCode } from '../errors.js';
 import * as fs from 'node:fs';
 import type { FileLock } from '../lock.js';
 import { fileHoldsRecord } from '../holder.js';
@@ -40,7 +41,6 @@ export type Callback = (err?: Error | null) => void;
 export const filetime: 'ctime' | 'mtime' = process.platform === 'win32' ? 'mtime' : 'ctime';
 
 const locks = new Map<string, FileLock>();
-const errCode = (err: unknown) => (err as { code?: string })?.code;
 
 function holdsFslockRecord(path: string): boolean {
   return fileHoldsRecord(path);
@@ -64,7 +64,7 @@ function attempt(path: string, opts: Options): Attempt {
       locks.set(path, placeLocked(path, 'link'));
       return { ok: true };
     } catch (err) {
-      if (errCode(err) !== 'EEXIST') throw err;
+      if (errorCode(err) !== 'EEXIST') throw err;
       const probe = probeMarker(path);
       if (probe.state === 'absent') continue; // released meanwhile
       if (probe.state === 'live') return { ok: false, fslock: true, err: err as Error };
@@ -158,7 +158,11 @@ export function checkSync(path: string, opts?: Options): boolean {
   return !isStale(path, o.stale);
 }
 
-export function check(path: string, opts: Options | ((err: Error | null, locked?: boolean) => void), cb?: (err: Error | null, locked?: boolean) => void): void {
+export function check(
+  path: string,
+  opts: Options | ((err: Error | null, locked?: boolean) => void),
+  cb?: (err: Error | null, locked?: boolean) => void,
+): void {
   if (typeof opts === 'function') {
     cb = opts;
     opts = {};

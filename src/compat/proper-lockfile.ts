@@ -18,6 +18,7 @@
  * - a real proper-lockfile process can never take a lock held here, even when
  *   our mtime looks stale: its rmdir fails on the non-empty directory.
  */
+import { errorCode } from '../errors.js';
 import * as nodeFs from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FileLock } from '../lock.js';
@@ -32,7 +33,6 @@ import {
   waitForRelease,
   type RetryOptions,
 } from './shared.js';
-
 
 type FsLike = Partial<typeof nodeFs>;
 
@@ -136,8 +136,6 @@ function lockedError(file: string): Error {
 
 type Attempt = { held: Held } | { busy: 'fslock'; marker: string } | { busy: 'upstream' };
 
-const errCode = (err: unknown) => (err as { code?: string })?.code;
-
 /** One non-blocking attempt; takes over artefacts of dead or stale holders. */
 function attempt(file: string, o: Normalized): Attempt {
   const dir = lockDir(file, o);
@@ -146,7 +144,7 @@ function attempt(file: string, o: Normalized): Attempt {
     try {
       fsCall(o, 'mkdirSync')(dir);
     } catch (err) {
-      if (errCode(err) !== 'EEXIST') throw err;
+      if (errorCode(err) !== 'EEXIST') throw err;
       const probe = probeMarker(marker);
       if (probe.state === 'live') return { busy: 'fslock', marker };
       if (probe.state === 'dead') {
@@ -155,7 +153,7 @@ function attempt(file: string, o: Normalized): Attempt {
           nodeFs.rmSync(marker, { force: true });
           fsCall(o, 'rmdirSync')(dir);
         } catch (e) {
-          if (errCode(e) !== 'ENOENT' && errCode(e) !== 'ENOTEMPTY') throw e;
+          if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
         } finally {
           probe.lock!.release();
         }
@@ -167,14 +165,14 @@ function attempt(file: string, o: Normalized): Attempt {
       try {
         stat = fsCall(o, 'statSync')(dir) as nodeFs.Stats;
       } catch (e) {
-        if (errCode(e) === 'ENOENT') continue;
+        if (errorCode(e) === 'ENOENT') continue;
         throw e;
       }
       if (stat.mtime.getTime() >= Date.now() - o.stale) return { busy: 'upstream' };
       try {
         fsCall(o, 'rmdirSync')(dir);
       } catch (e) {
-        if (errCode(e) !== 'ENOENT' && errCode(e) !== 'ENOTEMPTY') throw e;
+        if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
       }
       continue;
     }
@@ -183,7 +181,7 @@ function attempt(file: string, o: Normalized): Attempt {
     try {
       kernel = placeLocked(marker, 'rename');
     } catch (err) {
-      if (errCode(err) === 'ENOENT') continue; // removed under us: start again
+      if (errorCode(err) === 'ENOENT') continue; // removed under us: start again
       try {
         fsCall(o, 'rmdirSync')(dir);
       } catch {
@@ -217,7 +215,7 @@ function scheduleUpdate(file: string, held: Held): void {
     try {
       fsCall(held.options, 'utimesSync')(held.dir, now, now);
     } catch (err) {
-      if (errCode(err) === 'ENOENT') {
+      if (errorCode(err) === 'ENOENT') {
         compromised(file, held, err as Error);
         return;
       }
@@ -249,7 +247,7 @@ function releaseHeld(file: string, held: Held): void {
     try {
       fsCall(held.options, 'rmdirSync')(held.dir);
     } catch (err) {
-      if (errCode(err) !== 'ENOENT') throw err;
+      if (errorCode(err) !== 'ENOENT') throw err;
     }
   } finally {
     held.kernel.release();
@@ -303,7 +301,10 @@ function lock(file: string, options?: LockOptions): Promise<() => Promise<void>>
 function syncOptions<T extends { retries?: number | RetryOptions }>(options: T | undefined): T {
   const o = { ...options } as T;
   const r = o.retries;
-  if ((typeof r === 'number' && r > 0) || (r && typeof r === 'object' && typeof r.retries === 'number' && r.retries > 0)) {
+  if (
+    (typeof r === 'number' && r > 0) ||
+    (r && typeof r === 'object' && typeof r.retries === 'number' && r.retries > 0)
+  ) {
     throw withCode(new Error('Cannot use retries with the sync api'), 'ESYNC');
   }
   return o;
@@ -343,7 +344,7 @@ function checkSync(file: string, options?: CheckOptions): boolean {
   try {
     stat = ((o.fs.statSync ?? nodeFs.statSync) as typeof nodeFs.statSync)(dir);
   } catch (err) {
-    if (errCode(err) === 'ENOENT') return false;
+    if (errorCode(err) === 'ENOENT') return false;
     throw err;
   }
   const marker = join(dir, MARKER);

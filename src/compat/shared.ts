@@ -3,11 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { linkSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { binding } from '../binding.js';
+import { errorCode as code } from '../errors.js';
 import { lock, tryLock, tryLockNew, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
-
-const code = (err: unknown) => (err as { code?: string })?.code;
 
 /**
  * Creates `target` atomically, already locked: lock a fresh temporary file,
@@ -131,4 +130,3 @@ export function retryBudgetMs(r: RetryOptions): number {
   for (let i = 0; i < retries; i++) total += Math.min(min * (r.randomize ? 2 : 1) * factor ** i, max);
   return Math.min(total, r.maxRetryTime ?? Infinity);
 }
-

@@ -1,10 +1,15 @@
 /**
- * The filesystem calls the session protocol makes, behind one object so
- * tests can inject failures (EPERM/EACCES/EBUSY as Windows produces them)
- * without mocking node:fs for everything else.
+ * File operations of the session protocol: the filesystem calls it makes,
+ * behind one object so tests can inject failures (EPERM/EACCES/EBUSY as
+ * Windows produces them) without mocking node:fs for everything else, and the
+ * removal helpers built on them (used by the protocol and the collector).
  */
 import { constants, promises as fsp } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import fse from 'fs-extra';
+import { errorCode } from '../errors.js';
+import { retryTransient } from '../retry.js';
 
 export const fsops = {
   rename: (from: string, to: string): Promise<void> => fsp.rename(from, to),
@@ -33,3 +38,40 @@ export const fsops = {
   lstat: (path: string) => fsp.lstat(path),
   stat: (path: string) => fsp.stat(path),
 };
+
+/** Prefix of temporary names used to remove directories atomically. */
+export const TRASH_PREFIX = '.fslock-trash-';
+/** Exactly what removeDirAtomically names its trash: anything else is not ours. */
+export const TRASH_NAME = /^\.fslock-trash-s-[0-9a-z]{10}-[0-9a-z]{7}-[0-9a-z]+-[0-9a-f]{8}$/;
+
+/**
+ * Removes a directory without ever leaving a half-deleted one under a session
+ * name: rename it to a hidden trash name first (atomic), then delete that.
+ * Both steps retry the transient errors Windows produces. Returns false when
+ * the directory was not there (ENOENT): nothing was removed.
+ */
+export async function removeDirAtomically(dir: string): Promise<boolean> {
+  const trash = join(dirname(dir), `${TRASH_PREFIX}${basename(dir)}-${randomBytes(4).toString('hex')}`);
+  try {
+    await retryTransient(() => fsops.rename(dir, trash));
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+  await removeTrash(trash);
+  return true;
+}
+
+/** Deletes trash left by removeDirAtomically. */
+export async function removeTrash(trash: string): Promise<void> {
+  await retryTransient(() => fsops.remove(trash));
+}
+
+/** Deletes a lock file (its holder must hold it exclusively). ENOENT: already gone. */
+export async function unlinkLockFile(path: string): Promise<void> {
+  try {
+    await retryTransient(() => fsops.unlink(path));
+  } catch (err) {
+    if (errorCode(err) !== 'ENOENT') throw err;
+  }
+}

@@ -2,17 +2,16 @@
  * Garbage collection and listing of session directories. See protocol.ts for
  * the protocol and the reasoning behind each rule.
  */
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { binding } from '../binding.js';
 import { tryLock, type FileLock } from '../lock.js';
 import { checkPath } from '../options.js';
 import { inspectWith } from '../inspect.js';
 import { readProcLocksSync } from '../holder.js';
-import { retryTransient } from '../retry.js';
 import { errorCode as codeOf } from '../errors.js';
 import type { PrimitiveName } from '../primitives.js';
-import { fsops } from './fsops.js';
+import { fsops, removeDirAtomically, removeTrash, TRASH_NAME, unlinkLockFile } from './fsops.js';
+import { isLiveSession } from './live.js';
 import { isFinalized, LOCK_SUFFIX, parseLockFile, parseSessionDir, type ParsedName } from './naming.js';
 import { nowMicros, parseSessionOptions, type GcOptions } from './options.js';
 
@@ -56,16 +55,6 @@ export interface SessionInfo {
   held: boolean;
 }
 
-/** Prefix of temporary names used to remove directories atomically. */
-export const TRASH_PREFIX = '.fslock-trash-';
-/** Exactly what removeDirAtomically names its trash: anything else is not ours. */
-const TRASH_NAME = /^\.fslock-trash-s-[0-9a-z]{10}-[0-9a-z]{7}-[0-9a-z]+-[0-9a-f]{8}$/;
-
-/** Key of a live session in the process-wide marks (shared with worker threads). */
-export function liveKey(crateDir: string, prefix: string): string {
-  return `fslock-session:${crateDir}/${prefix}`;
-}
-
 /**
  * Test seams. `lockForCollection` is how the collector proves a session is
  * dead; `respectLiveMarks` is the second, independent guarantee that a
@@ -82,42 +71,11 @@ export const internals: {
 };
 
 function isLive(crateDir: string, prefix: string): boolean {
-  return internals.respectLiveMarks && binding.isMarked(liveKey(crateDir, prefix));
+  return internals.respectLiveMarks && isLiveSession(crateDir, prefix);
 }
 
 function errorCode(err: unknown): string {
   return codeOf(err) ?? 'UNKNOWN';
-}
-
-/**
- * Removes a directory without ever leaving a half-deleted one under a session
- * name: rename it to a hidden trash name first (atomic), then delete that.
- * Both steps retry the transient errors Windows produces. Returns false when
- * the directory was not there (ENOENT): nothing was removed.
- */
-export async function removeDirAtomically(dir: string): Promise<boolean> {
-  const trash = join(dirname(dir), `${TRASH_PREFIX}${basename(dir)}-${randomBytes(4).toString('hex')}`);
-  try {
-    await retryTransient(() => fsops.rename(dir, trash));
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return false;
-    throw err;
-  }
-  await removeTrash(trash);
-  return true;
-}
-
-async function removeTrash(trash: string): Promise<void> {
-  await retryTransient(() => fsops.remove(trash));
-}
-
-/** Deletes a lock file (its holder must hold it exclusively). ENOENT: already gone. */
-export async function unlinkLockFile(path: string): Promise<void> {
-  try {
-    await retryTransient(() => fsops.unlink(path));
-  } catch (err) {
-    if (errorCode(err) !== 'ENOENT') throw err;
-  }
 }
 
 export interface Entry {
@@ -300,7 +258,10 @@ async function judgeLocked(j: Judge, path: string, lockPath: string): Promise<Ve
   }
   if (!held) return { kind: 'inUse', path };
   const h = held;
-  const still = await fsops.lstat(path).then((st) => st.isDirectory(), () => false);
+  const still = await fsops.lstat(path).then(
+    (st) => st.isDirectory(),
+    () => false,
+  );
   if (!still) {
     h.release();
     return { kind: 'kept', path: lockPath }; // finalized or abandoned meanwhile: not ours to touch
@@ -360,10 +321,11 @@ export async function collectIn(
   if (found.locks.size === 0) {
     // Not a crate directory (or one no session ever used): touch nothing.
     report.crateDirs = await crateDirsBelow(crateDir);
-    report.skipped = report.crateDirs.length > 0
-      ? `${crateDir} holds no session lock file (s-*.lock), but ${report.crateDirs.length === 1 ? 'this subdirectory does' : 'these subdirectories do'}: ` +
-        `${report.crateDirs.join(', ')}. Collect in each of those; nothing was changed here.`
-      : `${crateDir} holds no session lock file (s-*.lock), so it is not a crate directory; nothing was changed.`;
+    report.skipped =
+      report.crateDirs.length > 0
+        ? `${crateDir} holds no session lock file (s-*.lock), but ${report.crateDirs.length === 1 ? 'this subdirectory does' : 'these subdirectories do'}: ` +
+          `${report.crateDirs.join(', ')}. Collect in each of those; nothing was changed here.`
+        : `${crateDir} holds no session lock file (s-*.lock), so it is not a crate directory; nothing was changed.`;
     return report;
   }
   const j: Judge = { crateDir, cutoff: nowUs - BigInt(Math.floor(gcAge * 1000)), primitive };

@@ -9,9 +9,4 @@ export { collectGarbage, listSessions } from './gc.js';
 export type { GcReport, GcError, SessionInfo } from './gc.js';
 export { DEFAULT_SESSION_OPTIONS } from './options.js';
 export type { SessionOptions, GcOptions } from './options.js';
-export {
-  encodeTimestamp,
-  decodeTimestamp,
-  parseSessionDir,
-  parseLockFile,
-} from './naming.js';
+export { encodeTimestamp, decodeTimestamp, parseSessionDir, parseLockFile } from './naming.js';

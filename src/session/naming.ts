@@ -31,9 +31,11 @@ export function encodeTimestamp(micros: bigint): string {
   if (micros < 0n || micros >= MAX_MICROS) {
     const when = new Date(Number(micros / 1000n));
     const shown = Number.isNaN(when.getTime()) ? `${micros} µs after the epoch` : when.toISOString();
-    const err = new RangeError(`ERR_SESSION_CLOCK: the clock says ${shown}, ` +
-      'which a session name cannot encode (10 base-36 digits of microseconds since 1970 last until 2085-11-09T15:34:00Z). ' +
-      'Check the system clock, or the `now` option.');
+    const err = new RangeError(
+      `ERR_SESSION_CLOCK: the clock says ${shown}, ` +
+        'which a session name cannot encode (10 base-36 digits of microseconds since 1970 last until 2085-11-09T15:34:00Z). ' +
+        'Check the system clock, or the `now` option.',
+    );
     (err as RangeError & { code: string }).code = 'ERR_SESSION_CLOCK';
     throw err;
   }

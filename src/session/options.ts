@@ -1,7 +1,7 @@
 /** The options parser of the session family (openSession, collectGarbage). */
-import { checkOptionsObject, parseTimeout } from '../options.js';
+import { checkOptionsObject } from '../options.js';
 import { invalidArgType, invalidArgValue } from '../errors.js';
-import type { PrimitiveName } from '../primitives.js';
+import { PRIMITIVE_NAMES, type PrimitiveName } from '../primitives.js';
 
 /** Documented defaults. */
 export const DEFAULT_SESSION_OPTIONS = Object.freeze({
@@ -47,16 +47,34 @@ export function systemClock(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** gcAge: milliseconds, finite, >= 0. */
+export function parseGcAge(value: unknown): number {
+  if (value === undefined) return DEFAULT_SESSION_OPTIONS.gcAge;
+  if (typeof value !== 'number' || Number.isNaN(value)) throw invalidArgType('options.gcAge', 'of type number', value);
+  if (value < 0 || value === Infinity) {
+    throw invalidArgValue(
+      'options.gcAge',
+      value,
+      `must be a finite number of milliseconds >= 0 (omit it for the default, ${DEFAULT_SESSION_OPTIONS.gcAge})`,
+    );
+  }
+  return value;
+}
+
 export function parseSessionOptions(options: unknown, names: string[]): ParsedSessionOptions {
   const o = checkOptionsObject(options, new Set(names));
-  const gcAge = o.gcAge === undefined ? DEFAULT_SESSION_OPTIONS.gcAge : parseTimeout(o.gcAge, 'options.gcAge');
-  if (gcAge === Infinity) throw invalidArgValue('options.gcAge', gcAge, 'must be finite');
-  if (o.now !== undefined && typeof o.now !== 'function') throw invalidArgType('options.now', 'of type function', o.now);
+  const gcAge = parseGcAge(o.gcAge);
+  if (o.now !== undefined && typeof o.now !== 'function')
+    throw invalidArgType('options.now', 'of type function', o.now);
   const now = (o.now as (() => number) | undefined) ?? systemClock;
   let primitive: 'auto' | PrimitiveName = 'auto';
   if (o.primitive !== undefined) {
-    if (!['auto', 'flock', 'ofd', 'posix', 'windows'].includes(o.primitive as string)) {
-      throw invalidArgValue('options.primitive', o.primitive, "must be one of 'auto', 'flock', 'ofd', 'posix', 'windows'");
+    if (o.primitive !== 'auto' && !PRIMITIVE_NAMES.includes(o.primitive as PrimitiveName)) {
+      throw invalidArgValue(
+        'options.primitive',
+        o.primitive,
+        `must be one of 'auto', ${PRIMITIVE_NAMES.map((n) => `'${n}'`).join(', ')}`,
+      );
     }
     primitive = o.primitive as 'auto' | PrimitiveName;
   }

@@ -83,36 +83,29 @@
  *   a crate directory and nothing in it is touched.
  */
 import { dirname, join } from 'node:path';
-import { binding } from '../binding.js';
 import { errorCode, FslockError, invalidArgValue, notSupportedError } from '../errors.js';
 import { lock as waitForLock, tryLock, type FileLock } from '../lock.js';
 import { checkPath } from '../options.js';
 import { retryTransient } from '../retry.js';
 import { describeFs } from '../fstype.js';
-import { fsops } from './fsops.js';
-import {
-  canonicalCrateDir,
-  collectIn,
-  liveKey,
-  newestFirst,
-  type Entry,
-  removeDirAtomically,
-  unlinkLockFile,
-  type GcReport,
-} from './gc.js';
-import {
-  isFinalized,
-  LOCK_SUFFIX,
-  newPrefix,
-  parseSessionDir,
-  TAG_PATTERN,
-  WORKING_TAG,
-} from './naming.js';
+import { canonicalCrateDir, collectIn, newestFirst, type Entry, type GcReport } from './gc.js';
+import { fsops, removeDirAtomically, unlinkLockFile } from './fsops.js';
+import { markLiveSession } from './live.js';
+import { isFinalized, LOCK_SUFFIX, newPrefix, parseSessionDir, TAG_PATTERN, WORKING_TAG } from './naming.js';
 import { nowMicros, parseSessionOptions, type ParsedSessionOptions, type SessionOptions } from './options.js';
 import type { PrimitiveName } from '../primitives.js';
 
 /** Codes of errors worth falling back to copying for. */
-const LINK_FALLBACK_CODES = new Set(['EXDEV', 'EPERM', 'EACCES', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK', 'ENOSYS', 'EINVAL']);
+const LINK_FALLBACK_CODES = new Set([
+  'EXDEV',
+  'EPERM',
+  'EACCES',
+  'ENOTSUP',
+  'EOPNOTSUPP',
+  'EMLINK',
+  'ENOSYS',
+  'EINVAL',
+]);
 /** How many link/copy operations run at once while seeding. */
 const SEED_CONCURRENCY = 32;
 /**
@@ -153,7 +146,14 @@ export class Session {
   #busy = false;
 
   /** @internal */
-  constructor(crateDir: string, prefix: string, lock: FileLock, source: string | null, stats: SessionStats, options: ParsedSessionOptions) {
+  constructor(
+    crateDir: string,
+    prefix: string,
+    lock: FileLock,
+    source: string | null,
+    stats: SessionStats,
+    options: ParsedSessionOptions,
+  ) {
     this.crateDir = crateDir;
     this.prefix = prefix;
     this.lockFile = join(crateDir, prefix + LOCK_SUFFIX);
@@ -175,20 +175,28 @@ export class Session {
 
   #enter(what: string): void {
     if (this.#state !== 'working') {
-      throw new FslockError('ERR_SESSION_CLOSED', `Cannot ${what}: the session ${this.#path} was already ${this.#state}`, {
-        path: this.#path,
-      });
+      throw new FslockError(
+        'ERR_SESSION_CLOSED',
+        `Cannot ${what}: the session ${this.#path} was already ${this.#state}`,
+        {
+          path: this.#path,
+        },
+      );
     }
     if (this.#busy) {
-      throw new FslockError('ERR_SESSION_BUSY', `Cannot ${what}: another finalize() or abandon() of ${this.#path} is in progress`, {
-        path: this.#path,
-      });
+      throw new FslockError(
+        'ERR_SESSION_BUSY',
+        `Cannot ${what}: another finalize() or abandon() of ${this.#path} is in progress`,
+        {
+          path: this.#path,
+        },
+      );
     }
     this.#busy = true;
   }
 
   #close(): void {
-    binding.mark(liveKey(this.crateDir, this.prefix), false);
+    markLiveSession(this.crateDir, this.prefix, false);
     this.#lock.release();
   }
 
@@ -209,8 +217,12 @@ export class Session {
     } catch (err) {
       this.#busy = false;
       const e = err as Error & { code?: string };
-      throw new FslockError(e.code ?? 'EIO', `${e.message} (finalizing session ${this.#path} as ${finalPath}; ` +
-        'the session is still open: retry finalize() or abandon() it)', { path: this.#path, cause: err });
+      throw new FslockError(
+        e.code ?? 'EIO',
+        `${e.message} (finalizing session ${this.#path} as ${finalPath}; ` +
+          'the session is still open: retry finalize() or abandon() it)',
+        { path: this.#path, cause: err },
+      );
     }
     this.#path = finalPath;
     this.#state = 'finalized';
@@ -222,7 +234,12 @@ export class Session {
     } catch (err) {
       const e = err as Error & { code?: string };
       this.gcReport = {
-        deleted: [], wouldDelete: [], inUse: [], kept: [], skipped: null, crateDirs: [],
+        deleted: [],
+        wouldDelete: [],
+        inUse: [],
+        kept: [],
+        skipped: null,
+        crateDirs: [],
         errors: [{ path: this.crateDir, code: e.code ?? 'UNKNOWN', message: e.message }],
       };
     }
@@ -312,7 +329,11 @@ async function finalizedNewestFirst(crateDir: string): Promise<string[]> {
  * (collected) or held exclusively (being collected, or not yet released by
  * its finalizer after `waitMs`).
  */
-async function lockSource(lockPath: string, waitMs: number, primitive: 'auto' | PrimitiveName): Promise<FileLock | null> {
+async function lockSource(
+  lockPath: string,
+  waitMs: number,
+  primitive: 'auto' | PrimitiveName,
+): Promise<FileLock | null> {
   try {
     if (waitMs === 0) return tryLock(lockPath, { mode: 'shared', create: false, primitive, keepOpen: false });
     return await waitForLock(lockPath, { mode: 'shared', create: false, primitive, timeout: waitMs, keepOpen: false });
@@ -328,7 +349,12 @@ async function lockSource(lockPath: string, waitMs: number, primitive: 'auto' | 
  * step 2 above). Returns the source, or null when no finalized session
  * exists. Throws what made seeding fail; `working` may then hold a part.
  */
-async function seed(real: string, working: string, o: ParsedSessionOptions, stats: SessionStats): Promise<string | null> {
+async function seed(
+  real: string,
+  working: string,
+  o: ParsedSessionOptions,
+  stats: SessionStats,
+): Promise<string | null> {
   const tried = new Set<string>();
   for (let listing = 0; listing < SEED_LISTINGS; listing++) {
     const names = (await finalizedNewestFirst(real)).filter((n) => !tried.has(n));
@@ -346,7 +372,14 @@ async function seed(real: string, working: string, o: ParsedSessionOptions, stat
         } catch (err) {
           // The source vanished under us (removed by something that ignores
           // the lock): start again from the next one. Anything else is real.
-          if (errorCode(err) !== 'ENOENT' || (await fsops.lstat(dir).then(() => true, () => false))) throw err;
+          if (
+            errorCode(err) !== 'ENOENT' ||
+            (await fsops.lstat(dir).then(
+              () => true,
+              () => false,
+            ))
+          )
+            throw err;
           stats.linked = 0;
           stats.copied = 0;
           await emptyDir(working);
@@ -389,7 +422,8 @@ async function mkdirp(dir: string): Promise<void> {
 function checkFilesystem(lock: FileLock, crateDir: string, strict: boolean): void {
   const fs = describeFs(lock.fd);
   if (!fs.warning) return;
-  const msg = `Locks are unreliable on ${fs.name} (${fs.warning.why}); session directories in ${crateDir} ` +
+  const msg =
+    `Locks are unreliable on ${fs.name} (${fs.warning.why}); session directories in ${crateDir} ` +
     'may be collected while in use. Put the cache on a local filesystem.';
   if (strict) throw notSupportedError(crateDir, msg, 'Pass strict: false to only warn.');
   process.emitWarning(msg, { code: UNRELIABLE_FS_WARNING, type: 'FslockWarning' });
@@ -417,14 +451,14 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
     }
     try {
       checkFilesystem(l, real, o.strict);
-      binding.mark(liveKey(real, prefix), true);
+      markLiveSession(real, prefix, true);
       await fsops.mkdir(join(real, `${prefix}-${WORKING_TAG}`));
       lock = l;
     } catch (err) {
-      binding.mark(liveKey(real, prefix), false);
+      markLiveSession(real, prefix, false);
       await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch(() => undefined);
       l.release();
-      if ((err as { code?: string }).code === 'EEXIST') continue;
+      if (errorCode(err) === 'EEXIST') continue;
       throw err;
     }
   }
@@ -440,16 +474,22 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
     const cleanup: unknown[] = [];
     await removeDirAtomically(working).catch((e: unknown) => cleanup.push(e));
     await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch((e: unknown) => cleanup.push(e));
-    binding.mark(liveKey(real, prefix), false);
+    markLiveSession(real, prefix, false);
     lock.release();
     const code = errorCode(err) ?? 'EIO';
-    throw new FslockError(code, `${(err as Error).message} (seeding the new session ${working} from the newest ` +
-      `finalized session in ${real} failed; the session was removed${cleanup.length ? ' as far as possible' : ''} and ` +
-      'no existing session was changed. Free space or fix permissions, then open a session again.)', {
-      path: working,
-      ...(typeof (err as { syscall?: unknown }).syscall === 'string' ? { syscall: (err as { syscall: string }).syscall } : {}),
-      cause: err,
-    });
+    throw new FslockError(
+      code,
+      `${(err as Error).message} (seeding the new session ${working} from the newest ` +
+        `finalized session in ${real} failed; the session was removed${cleanup.length ? ' as far as possible' : ''} and ` +
+        'no existing session was changed. Free space or fix permissions, then open a session again.)',
+      {
+        path: working,
+        ...(typeof (err as { syscall?: unknown }).syscall === 'string'
+          ? { syscall: (err as { syscall: string }).syscall }
+          : {}),
+        cause: err,
+      },
+    );
   }
   return new Session(real, prefix, lock, source, stats, o);
 }

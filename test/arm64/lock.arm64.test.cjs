@@ -26,8 +26,11 @@ test('excludes a second handle, a worker thread, and foreign flock(1) and lockf 
   const p = file();
   const l = await fslock.lock(p);
   assert.equal(fslock.tryLock(p), null);
-  const w = new Worker(`const f = require(${JSON.stringify(path.resolve(__dirname, '../../dist/cjs/index.js'))});
-    const l = f.tryLock(${JSON.stringify(p)}); require('node:worker_threads').parentPort.postMessage(l !== null);`, { eval: true });
+  const w = new Worker(
+    `const f = require(${JSON.stringify(path.resolve(__dirname, '../../dist/cjs/index.js'))});
+    const l = f.tryLock(${JSON.stringify(p)}); require('node:worker_threads').parentPort.postMessage(l !== null);`,
+    { eval: true },
+  );
   const [got] = await require('node:events').once(w, 'message');
   assert.equal(got, false);
   assert.equal(spawnSync('flock', ['-n', p, 'true']).status, 1);
@@ -49,9 +52,12 @@ test('kernel waits on the native thread: granted on release, ended by timeout an
   // this thread holds it: a synchronous wait could never end
   assert.throws(() => fslock.lockSync(p, { timeout: 100 }), { code: 'EDEADLK' });
   // a synchronous kernel wait in a worker thread, ended by its timeout
-  const w = new Worker(`const f = require(${JSON.stringify(path.resolve(__dirname, '../../dist/cjs/index.js'))});
+  const w = new Worker(
+    `const f = require(${JSON.stringify(path.resolve(__dirname, '../../dist/cjs/index.js'))});
     let code = 'none'; try { f.lockSync(${JSON.stringify(p)}, { timeout: 100 }); } catch (e) { code = e.code; }
-    require('node:worker_threads').parentPort.postMessage(code);`, { eval: true });
+    require('node:worker_threads').parentPort.postMessage(code);`,
+    { eval: true },
+  );
   const [code] = await require('node:events').once(w, 'message');
   assert.equal(code, 'ETIMEDOUT');
   const pending = fslock.lock(p);
