@@ -29,12 +29,22 @@ for (const entry of ENTRIES) {
       `export const { ${names.join(', ')} } = cjs;\n` +
       `export default cjs;\n`,
   );
-  // Types: a module with named exports re-exports them; a callable module
-  // (module.exports = fn, as proper-lockfile is) is described member by member.
-  const dts =
-    typeof mod === 'function'
-      ? `import cjs = require('${spec}');\nexport default cjs;\n` +
-        names.map((n) => `export declare const ${n}: typeof cjs.${n};\n`).join('')
-      : `export * from '${spec}';\nimport * as cjs from '${spec}';\nexport default cjs;\n`;
+  // Types: a module with named exports re-exports them; an `export =` module
+  // (module.exports = fn as proper-lockfile, or a plain object as lockfile) is
+  // described member by member, with the types of its namespace.
+  const typeNames = [];
+  const cjsDts = fs.readFileSync(cjsFile.replace(/\.js$/, '.d.ts'), 'utf8');
+  for (const m of cjsDts.matchAll(/export type \{([^}]*)\}/g))
+    typeNames.push(
+      ...m[1]
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean),
+    );
+  const dts = !mod.__esModule
+    ? `import cjs = require('${spec}');\nexport default cjs;\n` +
+      names.map((n) => `export declare const ${n}: typeof cjs.${n};\n`).join('') +
+      typeNames.map((t) => `export type ${t} = cjs.${t};\n`).join('')
+    : `export * from '${spec}';\nimport * as cjs from '${spec}';\nexport default cjs;\n`;
   fs.writeFileSync(target.replace(/\.mjs$/, '.d.mts'), dts);
 }

@@ -135,8 +135,18 @@ export function parseTimeout(value: unknown, name = 'options.timeout'): number {
 
 export function parseSignal(value: unknown, name = 'options.signal'): AbortSignal | undefined {
   if (value === undefined) return undefined;
-  if (!(value instanceof AbortSignal)) throw invalidArgType(name, 'an instance of AbortSignal', value);
-  return value;
+  // Duck-typed: test environments that replace globals (Jest's, for one) may
+  // have another AbortSignal class than Node's own, or none at all.
+  const v = value as Partial<AbortSignal> | null;
+  if (
+    v === null ||
+    typeof v !== 'object' ||
+    typeof v.aborted !== 'boolean' ||
+    typeof v.addEventListener !== 'function'
+  ) {
+    throw invalidArgType(name, 'an instance of AbortSignal', value);
+  }
+  return value as AbortSignal;
 }
 
 function parseBool(value: unknown, name: string, dflt: boolean): boolean {

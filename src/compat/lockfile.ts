@@ -17,28 +17,30 @@
  *   live process holds; it never deletes another live holder's lock.
  */
 import { errorCode } from '../errors.js';
-import * as fs from 'node:fs';
+import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
 import { fileHoldsRecord } from '../holder.js';
-import { isHeld, placeLocked, probeMarker, sleep, waitForRelease } from './shared.js';
+import { cleanupOnExit, isHeld, placeLocked, probeMarker, sleep, waitForRelease } from './shared.js';
 
-export interface Options {
+interface Options {
   /** Milliseconds to wait for the lock to be released. */
-  wait?: number;
+  wait?: number | undefined;
   /** How often to look while waiting for a holder that is not an fslock process (default 100). */
-  pollPeriod?: number;
+  pollPeriod?: number | undefined;
   /** A lock file older than this (ms) may be taken over, as upstream. */
-  stale?: number;
+  stale?: number | undefined;
   /** Extra attempts after a failed one. */
-  retries?: number;
+  retries?: number | undefined;
   /** Milliseconds between retries. */
-  retryWait?: number;
+  retryWait?: number | undefined;
 }
 
-export type Callback = (err?: Error | null) => void;
+/** As @types/lockfile types it, so callbacks written against it fit. */
+type Callback = (err: Error | null) => void;
+type CheckCallback = (err: Error | null, isLocked: boolean) => void;
 
 /** Which timestamp decides staleness, as upstream: ctime, mtime on Windows. */
-export const filetime: 'ctime' | 'mtime' = process.platform === 'win32' ? 'mtime' : 'ctime';
+const filetime: 'ctime' | 'mtime' = process.platform === 'win32' ? 'mtime' : 'ctime';
 
 const locks = new Map<string, FileLock>();
 
@@ -58,16 +60,42 @@ function isStale(path: string, stale: number | undefined): boolean {
 
 type Attempt = { ok: true } | { ok: false; fslock: boolean; err: Error };
 
+/** The error upstream's open(path, 'wx') gives: EEXIST, syscall 'open', the lock path. */
+function existsError(path: string): Error {
+  return Object.assign(new Error(`EEXIST: file already exists, open '${path}'`), {
+    errno: -17,
+    code: 'EEXIST',
+    syscall: 'open',
+    path,
+  });
+}
+
+/**
+ * One try. Upstream retries any failure to open the lock file (ENOENT while
+ * its directory does not exist yet, say), not only EEXIST: so do we.
+ */
 function attempt(path: string, opts: Options): Attempt {
+  try {
+    return attemptOnce(path, opts);
+  } catch (err) {
+    return { ok: false, fslock: false, err: err as Error };
+  }
+}
+
+function attemptOnce(path: string, opts: Options): Attempt {
   for (;;) {
     try {
       locks.set(path, placeLocked(path, 'link'));
+      installCleanup();
       return { ok: true };
-    } catch (err) {
-      if (errorCode(err) !== 'EEXIST') throw err;
+    } catch (linkErr) {
+      if (errorCode(linkErr) !== 'EEXIST') throw linkErr;
+      const err = existsError(path);
       const probe = probeMarker(path);
       if (probe.state === 'absent') continue; // released meanwhile
-      if (probe.state === 'live') return { ok: false, fslock: true, err: err as Error };
+      if (probe.state === 'live') return { ok: false, fslock: true, err };
+      // Not a lock file anyone can hold (a dangling symlink): EEXIST, as upstream says.
+      if (probe.state === 'foreign') return { ok: false, fslock: false, err };
       // Nobody holds it in the kernel: a dead fslock holder's file (it carries
       // our record) is replaced at once; a real lockfile user's file only once stale.
       const takeOver = holdsFslockRecord(path) || isStale(path, opts.stale);
@@ -76,7 +104,7 @@ function attempt(path: string, opts: Options): Attempt {
       } finally {
         probe.lock!.release();
       }
-      if (!takeOver) return { ok: false, fslock: false, err: err as Error };
+      if (!takeOver) return { ok: false, fslock: false, err };
     }
   }
 }
@@ -98,7 +126,7 @@ async function lockAsync(path: string, opts: Options): Promise<void> {
   }
 }
 
-export function lock(path: string, opts: Options | Callback, cb?: Callback): void {
+function lock(path: string, opts: Options | Callback, cb?: Callback): void {
   if (typeof opts === 'function') {
     cb = opts;
     opts = {};
@@ -110,7 +138,7 @@ export function lock(path: string, opts: Options | Callback, cb?: Callback): voi
   );
 }
 
-export function lockSync(path: string, opts?: Options): void {
+function lockSync(path: string, opts?: Options): void {
   const o = { ...(opts ?? {}) };
   if (o.wait || o.retryWait) throw new Error('opts.wait not supported sync for obvious reasons');
   let retries = typeof o.retries === 'number' && o.retries > 0 ? o.retries : 0;
@@ -121,7 +149,7 @@ export function lockSync(path: string, opts?: Options): void {
   }
 }
 
-export function unlockSync(path: string): void {
+function unlockSync(path: string): void {
   const held = locks.get(path);
   locks.delete(path);
   if (held) {
@@ -143,12 +171,12 @@ export function unlockSync(path: string): void {
   }
 }
 
-export function unlock(path: string, cb?: Callback): void {
+function unlock(path: string, cb?: Callback): void {
   unlockSync(path);
-  if (cb) process.nextTick(cb);
+  if (cb) process.nextTick(() => cb(null));
 }
 
-export function checkSync(path: string, opts?: Options): boolean {
+function checkSync(path: string, opts?: Options): boolean {
   const o = opts ?? {};
   if (o.wait) throw new Error('opts.wait not supported sync for obvious reasons');
   if (!fs.existsSync(path)) return false;
@@ -158,11 +186,7 @@ export function checkSync(path: string, opts?: Options): boolean {
   return !isStale(path, o.stale);
 }
 
-export function check(
-  path: string,
-  opts: Options | ((err: Error | null, locked?: boolean) => void),
-  cb?: (err: Error | null, locked?: boolean) => void,
-): void {
+function check(path: string, opts: Options | CheckCallback, cb?: CheckCallback): void {
   if (typeof opts === 'function') {
     cb = opts;
     opts = {};
@@ -173,13 +197,32 @@ export function check(
   try {
     result = checkSync(path, rest);
   } catch (err) {
-    process.nextTick(() => cb?.(err as Error));
+    process.nextTick(() => cb?.(err as Error, false));
     return;
   }
   process.nextTick(() => cb?.(null, result));
 }
 
-// Release everything on a normal exit, as upstream does.
-process.once('exit', () => {
-  for (const path of [...locks.keys()]) unlockSync(path);
-});
+// Release everything on exit and on SIGINT, SIGTERM and SIGHUP, as upstream
+// does, so processes still running the real lockfile never see a leftover.
+let cleanupInstalled = false;
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  cleanupOnExit(() => {
+    for (const path of [...locks.keys()]) unlockSync(path);
+  });
+}
+
+/**
+ * The module is what `require('lockfile')` returns, a plain object (no
+ * __esModule marker), so every import style upstream supports works:
+ * `require`, `import lockFile from` (esModuleInterop), `import * as`, and
+ * named imports; the types accept code written against @types/lockfile.
+ */
+const lockfile = { lock, lockSync, unlock, unlockSync, check, checkSync, filetime };
+// eslint-disable-next-line @typescript-eslint/no-namespace -- the types of an `export =` module
+declare namespace lockfile {
+  export type { Options, Callback, CheckCallback };
+}
+export = lockfile;

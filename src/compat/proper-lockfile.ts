@@ -18,11 +18,14 @@
  * - a real proper-lockfile process can never take a lock held here, even when
  *   our mtime looks stale: its rmdir fails on the non-empty directory.
  */
+import { performance } from 'perf_hooks';
 import { errorCode } from '../errors.js';
-import * as nodeFs from 'node:fs';
-import { join, resolve } from 'node:path';
+import * as nodeFs from 'fs';
+import { join, resolve } from 'path';
 import type { FileLock } from '../lock.js';
 import {
+  cleanupOnExit,
+  entryExists,
   identityOf,
   isHeld,
   pathIdentity,
@@ -165,7 +168,12 @@ function attempt(file: string, o: Normalized): Attempt {
       try {
         stat = fsCall(o, 'statSync')(dir) as nodeFs.Stats;
       } catch (e) {
-        if (errorCode(e) === 'ENOENT') continue;
+        // Something is there that is no directory one can stat (a dangling
+        // symlink): held, as upstream answers, never a reason to spin.
+        if (errorCode(e) === 'ENOENT') {
+          if (entryExists(dir)) return { busy: 'upstream' };
+          continue;
+        }
         throw e;
       }
       if (stat.mtime.getTime() >= Date.now() - o.stale) return { busy: 'upstream' };
@@ -228,6 +236,7 @@ function scheduleUpdate(file: string, held: Held): void {
 
 function register(file: string, held: Held): void {
   locks.set(file, held);
+  installCleanup();
   const now = new Date();
   try {
     fsCall(held.options, 'utimesSync')(held.dir, now, now);
@@ -254,17 +263,22 @@ function releaseHeld(file: string, held: Held): void {
   }
 }
 
-// Release everything on a normal exit, as upstream does, so real
-// proper-lockfile processes are not left waiting for staleness.
-process.once('exit', () => {
-  for (const [file, held] of locks) {
-    try {
-      releaseHeld(file, held);
-    } catch {
-      // exiting anyway
+// Release everything on exit and on SIGINT, SIGTERM and SIGHUP, as upstream
+// does, so real proper-lockfile processes are not left waiting for staleness.
+let cleanupInstalled = false;
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  cleanupOnExit(() => {
+    for (const [file, held] of [...locks]) {
+      try {
+        releaseHeld(file, held);
+      } catch {
+        // exiting anyway
+      }
     }
-  }
-});
+  });
+}
 
 async function acquire(file: string, o: Normalized): Promise<Held> {
   const budget = retryBudgetMs(o.retries);
@@ -274,7 +288,11 @@ async function acquire(file: string, o: Normalized): Promise<Held> {
     if ('held' in a) return a.held;
     const left = deadline - performance.now();
     if (left <= 0) throw lockedError(file);
-    if (a.busy === 'fslock') {
+    if (o.retries.unref) {
+      // retries: { unref: true }: like upstream's unref'd retry timers, the
+      // wait must not keep the process alive, so poll with unref'd sleeps
+      await sleep(Math.min(UPSTREAM_POLL_MS, left), true);
+    } else if (a.busy === 'fslock') {
       // a real wait, woken by the kernel when the holder lets go
       if (!(await waitForRelease(a.marker, Math.min(left, 2 ** 31 - 1)))) throw lockedError(file);
     } else {
@@ -362,5 +380,12 @@ lock.lockSync = lockSync;
 lock.unlockSync = unlockSync;
 lock.check = check;
 lock.checkSync = checkSync;
+
+// The option types under the names @types/proper-lockfile uses, so code typed
+// against it compiles unchanged (import { LockOptions } from 'fslock/proper-lockfile').
+// eslint-disable-next-line @typescript-eslint/no-namespace -- the types of an `export =` module
+declare namespace lock {
+  export type { LockOptions, UnlockOptions, CheckOptions };
+}
 
 export = lock;

@@ -1,7 +1,7 @@
 /** Pieces shared by the proper-lockfile and lockfile compatibility layers. */
-import { randomBytes } from 'node:crypto';
-import { linkSync, renameSync, unlinkSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { randomBytes } from 'crypto';
+import { linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
+import { dirname, join } from 'path';
 import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
 import { lock, tryLock, tryLockNew, type FileLock } from '../lock.js';
@@ -45,21 +45,40 @@ export function placeLocked(target: string, mode: 'rename' | 'link'): FileLock {
   return held;
 }
 
-export type Liveness = 'live' | 'dead' | 'absent';
+export type Liveness = 'live' | 'dead' | 'absent' | 'foreign';
 
 /**
  * Is the kernel lock on `path` held by a live process? 'dead' means the file
  * exists but nobody holds it: its holder is gone (crash, SIGKILL). 'absent':
- * no such file. A 'dead' marker is returned locked so the caller can remove
- * it safely; release it afterwards.
+ * no such file. 'foreign': something is there that cannot be opened as a
+ * lock file (a dangling symlink, say): never ours, and never to be waited
+ * for as if it were. A 'dead' marker is returned locked so the caller can
+ * remove it safely; release it afterwards.
  */
 export function probeMarker(path: string): { state: Liveness; lock: FileLock | null } {
   try {
     const l = tryLock(path, { create: false, record: false, keepOpen: false });
     return l ? { state: 'dead', lock: l } : { state: 'live', lock: null };
   } catch (err) {
-    if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return { state: 'absent', lock: null };
+    if (
+      code(err) === 'ENOENT' ||
+      code(err) === 'ENOTDIR' ||
+      code(err) === 'ERR_UNSAFE_SYMLINK' ||
+      code(err) === 'EISDIR'
+    ) {
+      return { state: entryExists(path) ? 'foreign' : 'absent', lock: null };
+    }
     throw err;
+  }
+}
+
+/** Whether anything (a symlink too, dangling or not) is at `path`. */
+export function entryExists(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -102,7 +121,11 @@ export function pathIdentity(path: string): string | null {
   }
 }
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number, unref = false) =>
+  new Promise<void>((r) => {
+    const t = setTimeout(r, ms);
+    if (unref) t.unref();
+  });
 
 /** Options of the `retry` package, as proper-lockfile accepts them. */
 export interface RetryOptions {
@@ -129,4 +152,44 @@ export function retryBudgetMs(r: RetryOptions): number {
   let total = 0;
   for (let i = 0; i < retries; i++) total += Math.min(min * (r.randomize ? 2 : 1) * factor ** i, max);
   return Math.min(total, r.maxRetryTime ?? Infinity);
+}
+
+/** Cleanups of every compat layer, run once on exit or on a terminating signal. */
+const exitCleanups = new Set<() => void>();
+let exitHandlersInstalled = false;
+
+function runExitCleanups(): void {
+  for (const c of [...exitCleanups]) {
+    exitCleanups.delete(c);
+    try {
+      c();
+    } catch {
+      // exiting anyway
+    }
+  }
+}
+
+/**
+ * Runs `cleanup` when the process exits normally or is ended by SIGINT,
+ * SIGTERM or SIGHUP, as upstream's signal-exit does: one set of handlers for
+ * every caller; after cleaning up, a signal nobody else listens to is raised
+ * again, so the process still dies of it (with the usual 128+N status).
+ */
+export function cleanupOnExit(cleanup: () => void): void {
+  exitCleanups.add(cleanup);
+  if (exitHandlersInstalled) return;
+  exitHandlersInstalled = true;
+  process.once('exit', runExitCleanups);
+  const signals: NodeJS.Signals[] =
+    process.platform === 'win32' ? ['SIGINT', 'SIGTERM'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of signals) {
+    const handler = () => {
+      runExitCleanups();
+      if (process.listenerCount(sig) === 1) {
+        process.removeListener(sig, handler);
+        process.kill(process.pid, sig);
+      }
+    };
+    process.on(sig, handler);
+  }
 }
