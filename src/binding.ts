@@ -3,8 +3,8 @@
  * so tests can substitute it. node-gyp-build loads a matching prebuild from
  * prebuilds/<platform>-<arch>/ or the local build in build/Release.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'fs';
+import { dirname, join } from 'path';
 
 /** Numbers shared with native/platform/platform.h. */
 export interface BindingConstants {

@@ -19,7 +19,7 @@
  * | errno codes | from the operating system, with `syscall` and `path` |
  */
 
-import { hostname } from 'node:os';
+import { hostname } from 'os';
 
 export interface FslockErrorFields {
   path?: string;

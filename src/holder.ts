@@ -43,10 +43,10 @@ import {
   readSync,
   renameSync,
   unlinkSync,
-} from 'node:fs';
-import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+} from 'fs';
+import { hostname } from 'os';
+import { basename, dirname, join } from 'path';
+import { randomBytes } from 'crypto';
 import { binding, C } from './binding.js';
 import { errorCode } from './errors.js';
 import type { LockMode } from './options.js';

@@ -8,8 +8,8 @@
  * them at once (a concurrent tryLock may then see the file busy for that
  * instant).
  */
-import { readFile } from 'node:fs/promises';
-import { lstatSync } from 'node:fs';
+import { readFile } from 'fs/promises';
+import { lstatSync } from 'fs';
 import { errorCode } from './errors.js';
 import { openLockFile } from './open.js';
 import { binding, C } from './binding.js';
@@ -57,10 +57,16 @@ function strongest(locks: KernelLock[]): LockMode | null {
 /** Lock attempts on a fresh descriptor, released at once. */
 function probeMode(fd: number): LockMode | null {
   if (process.platform === 'win32') {
+    // An exclusive try first: a shared one would coexist with shared holders
+    // and report them as nothing.
     const s = WINDOWS_LOCK_OFFSET;
-    if (binding.lock(C.WINDOWS, fd, C.SHARED, s, 1, false)) {
+    if (binding.lock(C.WINDOWS, fd, C.EXCLUSIVE, s, 1, false)) {
       binding.lock(C.WINDOWS, fd, C.UNLOCK, s, 1, false);
       return null;
+    }
+    if (binding.lock(C.WINDOWS, fd, C.SHARED, s, 1, false)) {
+      binding.lock(C.WINDOWS, fd, C.UNLOCK, s, 1, false);
+      return 'shared';
     }
     return 'exclusive';
   }

@@ -9,6 +9,7 @@
  * deleted it with `unlinkOnRelease` while we waited; a lock on the orphaned
  * inode would exclude nobody), starting again if not.
  */
+import { performance } from 'perf_hooks';
 import {
   currentHolder,
   readRecord,

@@ -17,8 +17,8 @@
  * Locking an existing file through a symlink of one's own keeps working, as
  * it does with flock(1).
  */
-import { lstatSync, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { lstatSync, statSync } from 'fs';
+import { dirname } from 'path';
 import { binding, C } from './binding.js';
 import { errorCode, escapeText, FslockError } from './errors.js';
 

@@ -4,8 +4,8 @@
  * primitive"): on Linux flock and OFD/POSIX locks do not see each other, so a
  * whole-file lock that must exclude every other locker holds both.
  */
-import { readFileSync } from 'node:fs';
-import { release } from 'node:os';
+import { readFileSync } from 'fs';
+import { release } from 'os';
 import { binding, C } from './binding.js';
 
 /** The primitives a caller can ask for (besides 'auto'). */

@@ -4,6 +4,7 @@
  * (EPERM/EACCES/EBUSY), as documented in the README.
  */
 
+import { performance } from 'perf_hooks';
 import { errorCode } from './errors.js';
 
 /** 1, 2, 4, 8, 16 ms, then 25 ms forever: polling waits. */

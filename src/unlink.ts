@@ -9,9 +9,9 @@
  * lock file is empty: a file with data in it is somebody's and is never
  * deleted either.
  */
-import { linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
+import { randomBytes } from 'crypto';
+import { basename, dirname, join } from 'path';
 import { binding } from './binding.js';
 import { errorCode } from './errors.js';
 

@@ -5,6 +5,7 @@
  * interrupted, or for the registry-backed POSIX primitive) a non-blocking try
  * repeated with capped exponential backoff.
  */
+import { performance } from 'perf_hooks';
 import { binding, CancelOutcome } from './binding.js';
 import { abortError, timeoutError, type HolderRecordLike } from './errors.js';
 import { pollDelays } from './retry.js';

@@ -32,6 +32,7 @@ describe('fslock (top level)', () => {
     const bad = await fslock(['frobnicate']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("unknown command 'frobnicate'");
+    expect(bad.stderr).toContain("Try 'fslock --help'");
     for (const sub of ['run', 'probe', 'inspect', 'sessions', 'gc']) {
       const r = await fslock([sub, '--help']);
       expect(r.code, sub).toBe(0);
@@ -250,5 +251,61 @@ describe('fslock inspect, sessions, gc', () => {
     expect(JSON.parse(g.stdout)).toMatchObject({ inUse: [live.path], deleted: [] });
     expect(oldPath).not.toBe(newer.path);
     await live.abandon();
+  });
+});
+
+describe("flock(1)'s command line", () => {
+  const sh = (script: string) => run('sh', ['-c', script]);
+  it('accepts its whole option set: -e, --nb, --wait, -o, -F, --verbose, -V, and the form without "run"', async () => {
+    const d = tempDir();
+    const l = join(d, 'o.lock');
+    const held = await lock(l);
+    expect((await fslock(['run', '-e', '--nb', l, 'true'])).code).toBe(1);
+    expect((await fslock(['--nb', l, 'true'])).code).toBe(1); // flock(1)'s form, without 'run'
+    expect((await fslock(['run', '--wait', '0.1', l, 'true'])).code).toBe(1);
+    expect((await fslock(['run', '-E', '7', '-n', l, 'true'])).code).toBe(7);
+    held.release();
+    const v = await fslock(['run', '--verbose', '-F', '-o', l, 'echo', 'hi']);
+    expect(v.code).toBe(0);
+    expect(v.stdout).toBe('hi\n');
+    expect(v.stderr).toMatch(/getting lock took [\d.]+ seconds/);
+    expect(v.stderr).toContain('executing echo hi');
+    expect((await fslock(['-V'])).stdout).toMatch(/^fslock \d/);
+    expect((await fslock(['run', '-V'])).stdout).toMatch(/^fslock \d/);
+  });
+
+  it('the descriptor form: ( fslock -n 9 || exit 1; ... ) 9>file holds the lock for the subshell; -u unlocks', async () => {
+    const d = tempDir();
+    const f = join(d, 'fd.lock');
+    const a = await sh(`( ${process.execPath} ${BIN} -n 9 || exit 1; flock -n ${f} true; echo "foreign $?" ) 9>${f}`);
+    expect(a.stdout).toBe('foreign 1\n'); // held by the subshell's descriptor after fslock exited
+    const b = await sh(
+      `( ${process.execPath} ${BIN} 9; ${process.execPath} ${BIN} -u 9; flock -n ${f} true; echo "after unlock $?" ) 9>${f}`,
+    );
+    expect(b.stdout).toBe('after unlock 0\n');
+    const c = await sh(
+      `flock ${f} sleep 0.5 & sleep 0.1; ( ${process.execPath} ${BIN} -n 9; echo "busy $?" ) 9>${f}; wait`,
+    );
+    expect(c.stdout).toBe('busy 1\n');
+  });
+
+  it("a usage error is one line saying what is wrong and how to see help; fslock help run prints run's help", async () => {
+    const r = await fslock(['run', '--bogus', 'x.lock', 'true']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("fslock run: unknown option --bogus\nTry 'fslock run --help' for more information.\n");
+    const w = await fslock(['run', '-w']);
+    expect(w.code).toBe(2);
+    expect(w.stderr).toBe(
+      "fslock run: option -w, --timeout needs a value\nTry 'fslock run --help' for more information.\n",
+    );
+    const help = await fslock(['help', 'run']);
+    expect(help.stdout).toContain('usage: fslock run');
+    expect((await fslock(['frobnicate'])).stderr.split('\n').filter(Boolean)).toHaveLength(2);
+  });
+
+  it('locks a directory, as flock(1) does', async () => {
+    const dir = tempDir();
+    const r = await sh(`${process.execPath} ${BIN} run ${dir} sh -c 'flock -n ${dir} true; echo "inside $?"'`);
+    expect(r.stdout).toBe('inside 1\n');
   });
 });

@@ -3,7 +3,7 @@
  * that come before the lock file only: everything after it belongs to the
  * command being run, so the split is done here first.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'util';
 import { UsageError } from './errors.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -12,8 +12,21 @@ export function parse(argv: string[], options: OptionSpec) {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError((err as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, ''));
+    throw new UsageError(usageMessage(err as Error & { code?: string }));
   }
+}
+
+/** parseArgs' errors, said the way command-line users expect. */
+function usageMessage(err: Error & { code?: string }): string {
+  const quoted = /'([^']*)'/.exec(err.message)?.[1];
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted) return `unknown option ${quoted}`;
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && quoted) {
+    return /argument missing/.test(err.message)
+      ? `option ${quoted.replace(/ <value>$/, '')} needs a value`
+      : `bad value for ${quoted}`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return `unexpected argument ${quoted ?? ''}`.trim();
+  return err.message;
 }
 
 /**

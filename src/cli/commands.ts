@@ -1,6 +1,6 @@
 /** fslock inspect, fslock sessions and fslock gc. */
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readdir } from 'fs/promises';
+import { join } from 'path';
 import { inspect } from '../inspect.js';
 import { collectGarbage, listSessions } from '../session/gc.js';
 import { parse, parseSeconds, type OptionSpec } from './args.js';

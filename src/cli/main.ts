@@ -1,8 +1,7 @@
 /** The fslock command: dispatch, --help, --version, and error reporting. */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { packageRoot } from '../binding.js';
 import { EXIT, UsageError } from './errors.js';
+import { version } from './version.js';
+import { escapeText } from '../errors.js';
 import type { Io } from './format.js';
 import { runCommand, RUN_USAGE } from './run.js';
 import { probeCommand, PROBE_USAGE } from './probe.js';
@@ -34,33 +33,44 @@ const COMMANDS: Record<string, { run: Command; usage: string }> = {
   gc: { run: gcCommand, usage: GC_USAGE },
 };
 
-export function version(): string {
-  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+/** `fslock -n 9`, `fslock x.lock make`: flock(1)'s form, starting with an option, a number or a path. */
+function looksLikeFlock(argv: string[]): boolean {
+  const first = argv[0] as string;
+  return first.startsWith('-') || /^\d+$/.test(first) || first.includes('/') || first.includes('.');
 }
+
+export { version };
 
 export async function main(
   argv: string[],
   io: Io = { stdout: process.stdout, stderr: process.stderr },
 ): Promise<number> {
   const [first, ...rest] = argv;
+  if (first === 'help' && rest[0] !== undefined && COMMANDS[rest[0]]) {
+    io.stdout.write(`${COMMANDS[rest[0]]!.usage}\n`); // fslock help run
+    return EXIT.OK;
+  }
   if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
     (first === undefined ? io.stderr : io.stdout).write(`${USAGE}\n`);
     return first === undefined ? EXIT.USAGE : EXIT.OK;
   }
-  if (first === '-v' || first === '--version') {
+  if (first === '-v' || first === '-V' || first === '--version') {
     io.stdout.write(`fslock ${version()}\n`);
     return EXIT.OK;
   }
-  const cmd = COMMANDS[first];
-  if (!cmd) {
-    io.stderr.write(`fslock: unknown command '${first}'\n\n${USAGE}\n`);
+  // flock(1)'s command line: `fslock [options] <file|fd> ...` means `fslock run ...`
+  const name = COMMANDS[first] ? first : looksLikeFlock(argv) ? 'run' : undefined;
+  const cmd = name ? COMMANDS[name] : undefined;
+  if (!cmd || !name) {
+    io.stderr.write(`fslock: unknown command '${escapeText(first)}'\nTry 'fslock --help' for more information.\n`);
     return EXIT.USAGE;
   }
+  const args = name === first ? rest : argv;
   try {
-    return await cmd.run(rest, io);
+    return await cmd.run(args, io);
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr.write(`fslock ${first}: ${err.message}\n\n${cmd.usage}\n`);
+      io.stderr.write(`fslock ${name}: ${err.message}\nTry 'fslock ${name} --help' for more information.\n`);
       return EXIT.USAGE;
     }
     const e = err as Error & { code?: string };

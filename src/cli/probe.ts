@@ -2,7 +2,7 @@
  * fslock probe: the command line and the rendering of the probe's results
  * (the experiments are in src/probe/lab.ts).
  */
-import { resolve } from 'node:path';
+import { resolve } from 'path';
 import { OWNERSHIP_ROWS, probe, type Prim, type ProbeResult } from '../probe/lab.js';
 import { parse } from './args.js';
 import { EXIT, UsageError } from './errors.js';

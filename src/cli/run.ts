@@ -2,8 +2,12 @@
  * fslock run: run a command while holding a lock, like util-linux flock(1),
  * saying once (cargo-style) when it has to wait and for whom.
  */
-import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { constants } from 'node:os';
+import { spawn, type ChildProcess, type StdioOptions } from 'child_process';
+import { performance } from 'perf_hooks';
+import { binding, C } from '../binding.js';
+import { kernelWait, pollWait } from '../wait.js';
+import { version } from './version.js';
+import { constants } from 'os';
 import { lock, tryLock, type FileLock } from '../lock.js';
 import { inspectSync } from '../inspect.js';
 import { describeHolder, errorCode, escapeText } from '../errors.js';
@@ -14,21 +18,36 @@ import { paint, useColor, type Io } from './format.js';
 
 export const RUN_USAGE = `usage: fslock run [options] <lockfile> <command> [args...]
        fslock run [options] <lockfile> -c '<shell command>'
+       fslock run [options] <fd>
+       (or without 'run', as flock(1) is typed: fslock [options] <lockfile|fd> ...)
 
-Runs a command while holding a lock on <lockfile> (created if missing), waiting
-for the lock if someone else holds it. As with flock(1), the command inherits
-the locked descriptor (as fd 3), so the lock lasts as long as the command does,
-even if fslock itself is killed; -o stops that. The file's contents are never
-touched: lock the very file the command writes, as with flock(1).
+Runs a command while holding a lock on <lockfile> (created if missing; a
+directory works too), waiting for the lock if someone else holds it. As with
+flock(1), the command inherits the locked descriptor (as fd 3), so the lock
+lasts as long as the command does, even if fslock itself is killed; -o stops
+that. The file's contents are never touched: lock the very file the command
+writes, as with flock(1).
 
-options:
-  -x, --exclusive                exclusive lock (the default)
+With a number instead of a file, locks (or with -u unlocks) that inherited
+descriptor with flock(2) and exits, as flock(1) does in scripts:
+  ( fslock -n 9 || exit 1; ...commands... ) 9>/var/lock/mylock
+
+options (flock(1)'s):
+  -x, -e, --exclusive            exclusive lock (the default)
   -s, --shared                   shared lock
-  -n, --nonblock                 do not wait: exit with the conflict code if held
-  -w, --timeout <seconds>        wait at most this long, then exit with the conflict code
+  -u, --unlock                   remove a lock (with <fd> only: a lock on a file
+                                 ends when its command exits)
+  -n, --nb, --nonblock           do not wait: exit with the conflict code if held
+  -w, --wait, --timeout <secs>   wait at most this long, then exit with the conflict code
   -E, --conflict-exit-code <n>   exit status for -n and -w (default 1)
   -o, --close                    do not pass the locked descriptor to the command
   -c, --command <string>         run <string> with the shell (/bin/sh -c)
+  -F, --no-fork                  accepted for flock(1) compatibility: Node cannot exec
+                                 in place, so the command runs as a child, holding the
+                                 lock through the inherited descriptor all the same
+      --verbose                  say how long getting the lock took and what runs
+  -V, --version                  print the version
+options of fslock's own:
       --primitive <name>         auto (default), flock, ofd, posix, windows
       --allow-unsafe-symlink     follow a symlink at <lockfile> that another user
                                  planted in a sticky directory such as /tmp
@@ -44,11 +63,18 @@ conflict code when -n/-w gave up, 126/127 when it cannot be run or found,
 
 const RUN_OPTIONS: OptionSpec = {
   exclusive: { type: 'boolean', short: 'x' },
+  e: { type: 'boolean', short: 'e' },
   shared: { type: 'boolean', short: 's' },
+  unlock: { type: 'boolean', short: 'u' },
   nonblock: { type: 'boolean', short: 'n' },
+  nb: { type: 'boolean' },
   timeout: { type: 'string', short: 'w' },
+  wait: { type: 'string' },
   'conflict-exit-code': { type: 'string', short: 'E' },
   close: { type: 'boolean', short: 'o' },
+  'no-fork': { type: 'boolean', short: 'F' },
+  verbose: { type: 'boolean' },
+  version: { type: 'boolean', short: 'V' },
   command: { type: 'string', short: 'c' },
   primitive: { type: 'string' },
   'allow-unsafe-symlink': { type: 'boolean' },
@@ -126,9 +152,25 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     io.stdout.write(`${RUN_USAGE}\n`);
     return EXIT.OK;
   }
+  if (values.version) {
+    io.stdout.write(`fslock ${version()}\n`);
+    return EXIT.OK;
+  }
+  // flock(1)'s aliases
+  if (values.e) values.exclusive = true;
+  if (values.nb) values.nonblock = true;
+  if (values.wait !== undefined) {
+    if (values.timeout !== undefined) throw new UsageError('give -w/--wait/--timeout once');
+    values.timeout = values.wait;
+  }
   if (values.shared && values.exclusive) throw new UsageError('--shared and --exclusive exclude each other');
   const lockPath = rest[0];
-  if (lockPath === undefined) throw new UsageError('missing <lockfile>');
+  if (lockPath === undefined) throw new UsageError('missing <lockfile> (or <fd>)');
+  if (/^\d+$/.test(lockPath) && rest.length === 1 && values.command === undefined) {
+    return lockDescriptor(Number(lockPath), values, io);
+  }
+  if (values.unlock)
+    throw new UsageError('-u/--unlock works on an inherited <fd>: a lock on a file ends when its command exits');
   let command = rest.slice(1);
   if (command[0] === '--') command = command.slice(1);
   let shell = values.command as string | undefined;
@@ -150,6 +192,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     throw new UsageError(`--primitive must be auto, ${PRIMITIVE_NAMES.join(', ')}; got ${JSON.stringify(primitive)}`);
   }
   const quiet = Boolean(values.quiet);
+  const verbose = Boolean(values.verbose) && !quiet;
+  const started = performance.now();
   const color = useColor(io.stderr);
   const shown = escapeText(lockPath);
   const opts = {
@@ -191,6 +235,10 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
         }
         throw err;
       }
+    }
+    if (verbose) {
+      io.stderr.write(`fslock: getting lock took ${((performance.now() - started) / 1000).toFixed(6)} seconds\n`);
+      io.stderr.write(`fslock: executing ${escapeText(shell ?? command.join(' '))}\n`);
     }
     try {
       if (relay.pending) return signalExit(relay.pending); // signalled just as the lock came: do not start
@@ -236,4 +284,48 @@ function runChild(
       else resolve(code ?? EXIT.FAILURE);
     });
   });
+}
+
+/**
+ * flock(1)'s descriptor form: lock (or unlock) a descriptor this process
+ * inherited, with flock(2), and exit. The lock belongs to the open file
+ * description the shell holds, so it outlives fslock, as with flock(1).
+ */
+async function lockDescriptor(fd: number, values: Record<string, unknown>, io: Io): Promise<number> {
+  const conflictCode =
+    values['conflict-exit-code'] === undefined
+      ? EXIT.CONFLICT
+      : parseExitCode(values['conflict-exit-code'] as string, '--conflict-exit-code');
+  const timeoutS = values.timeout === undefined ? undefined : parseSeconds(values.timeout as string, '--timeout');
+  const type = values.unlock ? C.UNLOCK : values.shared ? C.SHARED : C.EXCLUSIVE;
+  const quiet = Boolean(values.quiet);
+  try {
+    if (binding.lock(C.FLOCK, fd, type, 0, 0, false)) return EXIT.OK;
+  } catch (err) {
+    io.stderr.write(`fslock: cannot lock descriptor ${fd}: ${(err as Error).message}\n`);
+    return EXIT.FAILURE;
+  }
+  if (values.nonblock || timeoutS === 0) {
+    if (!quiet) io.stderr.write(`fslock: descriptor ${fd} is locked\n`);
+    return conflictCode;
+  }
+  const ctx = {
+    path: `fd ${fd}`,
+    deadline: timeoutS === undefined ? Infinity : performance.now() + timeoutS * 1000,
+    timeout: (timeoutS ?? Infinity) * 1000,
+    signal: undefined,
+    holder: () => null,
+  };
+  try {
+    if (C.NATIVE_WAIT) await kernelWait({ primitive: C.FLOCK, fd, type, start: 0, len: 0 }, ctx);
+    else await pollWait(() => binding.lock(C.FLOCK, fd, type, 0, 0, false), ctx);
+    return EXIT.OK;
+  } catch (err) {
+    if (errorCode(err) === 'ETIMEDOUT') {
+      if (!quiet) io.stderr.write(`fslock: gave up waiting for descriptor ${fd} after ${timeoutS} s\n`);
+      return conflictCode;
+    }
+    io.stderr.write(`fslock: cannot lock descriptor ${fd}: ${(err as Error).message}\n`);
+    return EXIT.FAILURE;
+  }
 }

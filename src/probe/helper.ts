@@ -4,8 +4,8 @@
  * probe can ask "does this exclude someone else?". Started by lab.ts; holds
  * what it locks until told to release it.
  */
-import { createInterface } from 'node:readline';
-import { isMainThread, parentPort } from 'node:worker_threads';
+import { createInterface } from 'readline';
+import { isMainThread, parentPort } from 'worker_threads';
 import { binding, C } from '../binding.js';
 import { errorCode } from '../errors.js';
 

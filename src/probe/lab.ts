@@ -5,11 +5,12 @@
  * taken from a table: every cell is an experiment. `fslock probe` (cli/probe.ts)
  * parses its command line and renders the result.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { arch, release, type as osType } from 'node:os';
-import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { performance } from 'perf_hooks';
+import { spawn, type ChildProcess } from 'child_process';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'fs';
+import { arch, release, type as osType } from 'os';
+import { join } from 'path';
+import { Worker } from 'worker_threads';
 import { binding, C, packageRoot } from '../binding.js';
 import { errorCode } from '../errors.js';
 import { PRIMITIVE_NAMES, primitives, type PrimitiveName, type PrimitiveReport } from '../primitives.js';

@@ -4,9 +4,9 @@
  * Windows produces them) without mocking node:fs for everything else, and the
  * removal helpers built on them (used by the protocol and the collector).
  */
-import { constants, promises as fsp } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { constants, promises as fsp } from 'fs';
+import { randomBytes } from 'crypto';
+import { basename, dirname, join } from 'path';
 import fse from 'fs-extra';
 import { errorCode } from '../errors.js';
 import { retryTransient } from '../retry.js';

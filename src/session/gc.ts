@@ -2,7 +2,7 @@
  * Garbage collection and listing of session directories. See protocol.ts for
  * the protocol and the reasoning behind each rule.
  */
-import { join } from 'node:path';
+import { join } from 'path';
 import { binding } from '../binding.js';
 import { tryLock, type FileLock } from '../lock.js';
 import { checkPath } from '../options.js';

@@ -16,7 +16,7 @@
  * else in a crate directory (s-2024-photos-raw, s-my-old-backup) is somebody
  * else's and is never listed, locked or collected.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from 'crypto';
 
 export const LOCK_SUFFIX = '.lock';
 export const WORKING_TAG = 'working';

@@ -1,4 +1,5 @@
 /** The options parser of the session family (openSession, collectGarbage). */
+import { performance } from 'perf_hooks';
 import { checkOptionsObject } from '../options.js';
 import { invalidArgType, invalidArgValue } from '../errors.js';
 import { PRIMITIVE_NAMES, type PrimitiveName } from '../primitives.js';

@@ -82,7 +82,7 @@
  *   making are left alone; a directory without any session lock file is not
  *   a crate directory and nothing in it is touched.
  */
-import { dirname, join } from 'node:path';
+import { dirname, join } from 'path';
 import { errorCode, FslockError, invalidArgValue, notSupportedError } from '../errors.js';
 import { lock as waitForLock, tryLock, type FileLock } from '../lock.js';
 import { checkPath } from '../options.js';

@@ -129,6 +129,16 @@ test('data stays readable while held (the locked byte is far past it); the recor
   assert.equal((await fslock.inspect(p)).held, false);
 });
 
+test('inspect sees a shared holder too', async () => {
+  const p = file();
+  const s = await fslock.lock(p, { mode: 'shared' });
+  const info = await fslock.inspect(p);
+  assert.equal(info.held, true);
+  assert.equal(info.mode, 'shared');
+  s.release();
+  assert.equal((await fslock.inspect(p)).held, false);
+});
+
 test('a lock file can be deleted and renamed while held (FILE_SHARE_DELETE)', async () => {
   const p = file();
   const l = await fslock.lock(p);
