@@ -122,6 +122,55 @@ export function timeoutError(path: string, timeout: number, holder?: HolderRecor
   );
 }
 
+/** EDEADLK: a synchronous wait for a lock this very thread holds. */
+export function deadlockError(path: string): FslockError {
+  return new FslockError(
+    'EDEADLK',
+    `EDEADLK: the lock is held by this thread itself, and a synchronous wait here ` +
+      `could never end (the only code that could release it is blocked waiting), '${path}'. Release the other ` +
+      'FileLock first, use tryLock, or wait asynchronously with lock().',
+    { path, holder: { pid: process.pid, self: true } },
+  );
+}
+
+/** EBADF: an exclusive lock on a file that could only be opened read-only (`what` locks it). */
+export function readOnlyError(path: string, what: string): FslockError {
+  return new FslockError(
+    'EBADF',
+    `EBADF: the lock file could only be opened read-only (it is not writable, or it is a directory), so ${what} ` +
+      `cannot lock it exclusively, '${path}'. Make it writable, lock it in shared mode, or use primitive 'flock' (which can).`,
+    { path },
+  );
+}
+
+/** ERR_UNSAFE_SYMLINK: a symlink another user planted in a sticky, world-writable directory (open.ts). */
+export function unsafeSymlinkError(
+  path: string,
+  dir: string,
+  linkUid: number,
+  dirUid: number,
+  euid: number,
+): FslockError {
+  return new FslockError(
+    'ERR_UNSAFE_SYMLINK',
+    `ERR_UNSAFE_SYMLINK: the lock path is a symbolic link owned by uid ${linkUid} in the sticky, world-writable ` +
+      `directory '${escapeText(dir)}' (owned by uid ${dirUid}), and following it would let that user ` +
+      `choose which file this process (uid ${euid}) locks or creates, open '${path}'. Use a lock path in a ` +
+      'directory only you can write, remove the link, or pass allowUnsafeSymlink: true if you trust it.',
+    { path, syscall: 'open' },
+  );
+}
+
+/** ENOENT for a symlink whose target is missing: fslock never creates a file through one. */
+export function danglingSymlinkError(path: string): FslockError {
+  return new FslockError(
+    'ENOENT',
+    `ENOENT: the lock path is a symbolic link to a missing file, and fslock never creates a file through a ` +
+      `symbolic link, open '${path}'. Create the link's target first, or remove the link.`,
+    { path, syscall: 'open' },
+  );
+}
+
 /** ABORT_ERR (name AbortError): aborted before the lock was requested, or while waiting for it. */
 export function abortError(path: string, reason: unknown, when: 'before' | 'while' = 'while'): FslockError {
   const what = when === 'before' ? 'before the lock on' : 'while waiting for the lock on';

@@ -21,6 +21,8 @@ import {
 import { binding, C } from './binding.js';
 import {
   abortError,
+  deadlockError,
+  readOnlyError,
   errorCode,
   FslockError,
   invalidArgType,
@@ -83,16 +85,6 @@ function heldByThisThread(fd: number): boolean {
 function holderOf(fd: number, path: string): HolderRecordLike | null {
   if (heldByThisThread(fd)) return { pid: process.pid, self: true };
   return currentHolder(fd, path, undefined, true);
-}
-
-function deadlockError(path: string): FslockError {
-  return new FslockError(
-    'EDEADLK',
-    `EDEADLK: the lock is held by this thread itself, and a synchronous wait here ` +
-      `could never end (the only code that could release it is blocked waiting), '${path}'. Release the other ` +
-      'FileLock first, use tryLock, or wait asynchronously with lock().',
-    { path, holder: { pid: process.pid, self: true } },
-  );
 }
 
 // ---------------------------------------------------------------------------
@@ -656,14 +648,7 @@ export class FileLock {
     const signal = parseSignal(o.signal);
     if (this.#mode === 'exclusive') return { atomic: true };
     const h = this.#handle;
-    if (!h.writable) {
-      throw new FslockError(
-        'EBADF',
-        `EBADF: the lock file was opened read-only (it is not writable), so it cannot be ` +
-          `locked exclusively, '${this.path}'. Make it writable or lock it in shared mode.`,
-        { path: this.path },
-      );
-    }
+    if (!h.writable) throw readOnlyError(this.path, 'an upgrade');
     if (signal?.aborted) throw abortError(this.path, signal.reason, 'before');
     const ctx = waitContext(this.path, timeout, signal, () => h.fd);
     let outcome;

@@ -20,10 +20,7 @@
 import { lstatSync, statSync } from 'fs';
 import { dirname } from 'path';
 import { binding, C } from './binding.js';
-import { errorCode, escapeText, FslockError } from './errors.js';
-
-/** Code of the error for a symlink that fslock refuses to follow. */
-export const UNSAFE_SYMLINK = 'ERR_UNSAFE_SYMLINK';
+import { danglingSymlinkError, errorCode, unsafeSymlinkError } from './errors.js';
 
 function isSymlink(path: string): boolean {
   try {
@@ -48,23 +45,7 @@ function checkSymlink(path: string): void {
   const worldWritable = (dir.mode & 0o002) !== 0;
   const euid = process.geteuid();
   if (!sticky || !worldWritable || link.uid === euid || link.uid === dir.uid) return;
-  throw new FslockError(
-    UNSAFE_SYMLINK,
-    `${UNSAFE_SYMLINK}: the lock path is a symbolic link owned by uid ${link.uid} in the sticky, world-writable ` +
-      `directory '${escapeText(dirname(path))}' (owned by uid ${dir.uid}), and following it would let that user ` +
-      `choose which file this process (uid ${euid}) locks or creates, open '${path}'. Use a lock path in a ` +
-      'directory only you can write, remove the link, or pass allowUnsafeSymlink: true if you trust it.',
-    { path, syscall: 'open' },
-  );
-}
-
-function danglingSymlink(path: string): FslockError {
-  return new FslockError(
-    'ENOENT',
-    `ENOENT: the lock path is a symbolic link to a missing file, and fslock never creates a file through a ` +
-      `symbolic link, open '${path}'. Create the link's target first, or remove the link.`,
-    { path, syscall: 'open' },
-  );
+  throw unsafeSymlinkError(path, dirname(path), link.uid, dir.uid, euid);
 }
 
 /**
@@ -93,7 +74,7 @@ export function openLockFile(path: string, write: boolean, create: boolean, allo
         try {
           return binding.open(path, base); // follows the link; never creates
         } catch (err3) {
-          if (errorCode(err3) === 'ENOENT') throw danglingSymlink(path);
+          if (errorCode(err3) === 'ENOENT') throw danglingSymlinkError(path);
           throw err3;
         }
       }

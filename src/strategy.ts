@@ -14,7 +14,7 @@
  * | windows | LockFileEx on one byte at 2^52, or the range | poll | downgrade: shared then unlock; upgrade: unlock then exclusive (not atomic) |
  */
 import { binding, C } from './binding.js';
-import { FslockError, invalidArgValue, notSupportedError } from './errors.js';
+import { invalidArgValue, notSupportedError, readOnlyError } from './errors.js';
 import { primitives, type PrimitiveName, type ResolvedPrimitive } from './primitives.js';
 import { kernelWait, kernelWaitSync, pollWait, pollWaitSync, type WaitContext, type WaitFailure } from './wait.js';
 import type { LockMode, LockRange } from './options.js';
@@ -416,11 +416,5 @@ export function readOnlyExclusive(
   if ((requested === 'auto' || requested === 'flock') && !range && primitives().available.flock) {
     return strategyFor('flock', undefined, path);
   }
-  throw new FslockError(
-    'EBADF',
-    `EBADF: the lock file could only be opened read-only (it is not writable, or it is ` +
-      `a directory), so '${s.resolved}' cannot lock it exclusively, '${path}'. Make it writable, lock it in shared mode, ` +
-      "or use primitive 'flock' (which can).",
-    { path },
-  );
+  throw readOnlyError(path, `'${s.resolved}'`);
 }

@@ -29,11 +29,13 @@ export interface WaitContext {
   holder: () => HolderRecordLike | null;
 }
 
-/** A failed wait; `granted`/`stuck` tell the caller what state the fd is in. */
+/**
+ * A failed wait. `stuck`: the descriptor now belongs to the waiter thread. A
+ * wait granted at the instant it was cancelled needs no flag: the caller's
+ * clean-up unlocks and closes the descriptor, which releases it.
+ */
 export interface WaitFailure extends Error {
   code: string;
-  /** The lock was granted at the instant the wait was cancelled: the fd holds it. */
-  granted?: boolean;
   /** The system call could not be interrupted: the fd now belongs to the waiter thread. */
   stuck?: boolean;
 }
@@ -84,7 +86,6 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<void> {
       const outcome = binding.waitCancel(handle, CANCEL_BUDGET_MS);
       cleanup();
       const err = failure(ctx, why);
-      if (outcome === CancelOutcome.Granted) err.granted = true;
       if (outcome === CancelOutcome.Stuck) err.stuck = true;
       reject(err);
     };

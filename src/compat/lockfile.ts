@@ -58,7 +58,8 @@ function isStale(path: string, stale: number | undefined): boolean {
   }
 }
 
-type Attempt = { ok: true } | { ok: false; fslock: boolean; err: Error };
+/** One try's outcome: taken, or held (by an fslock process or someone else) with the error to report. */
+type TryOutcome = { ok: true } | { ok: false; fslock: boolean; err: Error };
 
 /** The error upstream's open(path, 'wx') gives: EEXIST, syscall 'open', the lock path. */
 function existsError(path: string): Error {
@@ -74,7 +75,7 @@ function existsError(path: string): Error {
  * One try. Upstream retries any failure to open the lock file (ENOENT while
  * its directory does not exist yet, say), not only EEXIST: so do we.
  */
-function attempt(path: string, opts: Options): Attempt {
+function attempt(path: string, opts: Options): TryOutcome {
   try {
     return attemptOnce(path, opts);
   } catch (err) {
@@ -82,7 +83,7 @@ function attempt(path: string, opts: Options): Attempt {
   }
 }
 
-function attemptOnce(path: string, opts: Options): Attempt {
+function attemptOnce(path: string, opts: Options): TryOutcome {
   for (;;) {
     try {
       locks.set(path, placeLocked(path, 'link'));

@@ -137,10 +137,11 @@ function lockedError(file: string): Error {
   return withCode(new Error('Lock file is already being held'), 'ELOCKED', { file });
 }
 
-type Attempt = { held: Held } | { busy: 'fslock'; marker: string } | { busy: 'upstream' };
+/** One try's outcome: taken, or busy (held by an fslock process, with its marker, or by upstream). */
+type TryOutcome = { held: Held } | { busy: 'fslock'; marker: string } | { busy: 'upstream' };
 
 /** One non-blocking attempt; takes over artefacts of dead or stale holders. */
-function attempt(file: string, o: Normalized): Attempt {
+function attempt(file: string, o: Normalized): TryOutcome {
   const dir = lockDir(file, o);
   const marker = join(dir, MARKER);
   for (;;) {
@@ -216,7 +217,12 @@ function scheduleUpdate(file: string, held: Held): void {
     held.timer = null;
     if (held.released) return;
     if (pathIdentity(held.marker) !== held.identity) {
-      compromised(file, held, new Error('Lock artefact was removed or replaced by someone else'));
+      // upstream reports the fs error of its failed mtime update: ENOENT for a removed lock
+      compromised(
+        file,
+        held,
+        new Error(`ENOENT: the lock artefact was removed or replaced by someone else, '${held.dir}'`),
+      );
       return;
     }
     const now = new Date();
