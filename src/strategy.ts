@@ -349,7 +349,7 @@ let sweepArmed = false;
 function armSweep(): void {
   if (sweepArmed) return;
   sweepArmed = true;
-  setTimeout(sweep, KEEP_OPEN_IDLE_MS).unref();
+  setTimeout(sweep, KEEP_OPEN_IDLE_MS).unref?.();
 }
 
 function sweep(): void {

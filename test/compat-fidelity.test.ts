@@ -4,7 +4,7 @@
 // runners that predate `node:` specifiers and the `performance` global.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import pl from '../src/compat/proper-lockfile.js';
 import lf from '../src/compat/lockfile.js';
@@ -52,6 +52,22 @@ describe('fslock/lockfile errors and retries as upstream', () => {
       message: `EEXIST: file already exists, open '${p}'`,
     });
     lf.unlockSync(p);
+  });
+
+  it('lockfile.filetime set by the caller decides staleness, as upstream (read at call time)', () => {
+    const p = join(tempDir(), 'old.lock');
+    writeFileSync(p, ''); // a real lockfile holder's leftover
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(p, old, old);
+    const before = lf.filetime;
+    lf.filetime = 'mtime';
+    try {
+      expect(lf.checkSync(p, { stale: 10_000 })).toBe(false);
+      lf.lockSync(p, { stale: 10_000 }); // taken over: stale by mtime
+      lf.unlockSync(p);
+    } finally {
+      lf.filetime = before;
+    }
   });
 
   it('retries any failure to open, not only EEXIST (ENOENT until the directory exists)', async () => {

@@ -52,7 +52,8 @@ function isStale(path: string, stale: number | undefined): boolean {
   if (!stale) return false;
   try {
     const st = fs.statSync(path);
-    return Date.now() - st[filetime].getTime() > stale;
+    // read from the module object at call time: callers may set lockfile.filetime, as upstream allows
+    return Date.now() - st[lockfile.filetime].getTime() > stale;
   } catch {
     return false;
   }
@@ -221,7 +222,7 @@ function installCleanup(): void {
  * `require`, `import lockFile from` (esModuleInterop), `import * as`, and
  * named imports; the types accept code written against @types/lockfile.
  */
-const lockfile = { lock, lockSync, unlock, unlockSync, check, checkSync, filetime };
+const lockfile = { lock, lockSync, unlock, unlockSync, check, checkSync, filetime: filetime as 'ctime' | 'mtime' };
 // eslint-disable-next-line @typescript-eslint/no-namespace -- the types of an `export =` module
 declare namespace lockfile {
   export type { Options, Callback, CheckCallback };

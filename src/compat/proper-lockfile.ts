@@ -237,7 +237,7 @@ function scheduleUpdate(file: string, held: Held): void {
     }
     scheduleUpdate(file, held);
   }, held.options.update);
-  held.timer.unref();
+  held.timer.unref?.();
 }
 
 function register(file: string, held: Held): void {

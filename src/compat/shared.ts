@@ -124,7 +124,7 @@ export function pathIdentity(path: string): string | null {
 export const sleep = (ms: number, unref = false) =>
   new Promise<void>((r) => {
     const t = setTimeout(r, ms);
-    if (unref) t.unref();
+    if (unref) t.unref?.();
   });
 
 /** Options of the `retry` package, as proper-lockfile accepts them. */
