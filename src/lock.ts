@@ -36,6 +36,7 @@ import { openLockFile } from './open.js';
 import {
   checkOptionsObject,
   checkPath,
+  LOCK_OPTION_NAMES,
   parseLockOptions,
   parseSignal,
   parseTimeout,
@@ -679,16 +680,8 @@ export class FileLock {
 
 // ---------------------------------------------------------------------------
 
-const TRY_LOCK_OPTIONS = new Set([
-  'mode',
-  'primitive',
-  'range',
-  'create',
-  'unlinkOnRelease',
-  'record',
-  'allowUnsafeSymlink',
-  'keepOpen',
-]);
+/** tryLock takes every option of lock() but the waiting ones; lockSync all but `signal`. */
+const TRY_LOCK_OPTIONS = new Set([...LOCK_OPTION_NAMES].filter((n) => n !== 'timeout' && n !== 'signal'));
 const LOCK_SYNC_OPTIONS = new Set([...TRY_LOCK_OPTIONS, 'timeout']);
 
 /** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */

@@ -87,7 +87,7 @@ export interface ParsedLockOptions {
   createNew?: boolean;
 }
 
-const LOCK_OPTION_NAMES = new Set([
+export const LOCK_OPTION_NAMES: ReadonlySet<string> = new Set([
   'mode',
   'timeout',
   'signal',
@@ -109,7 +109,11 @@ export function checkPath(path: unknown, name = 'path'): string {
 
 const NO_OPTIONS: Record<string, unknown> = Object.freeze({}) as Record<string, unknown>;
 
-export function checkOptionsObject(options: unknown, allowed: Set<string>, name = 'options'): Record<string, unknown> {
+export function checkOptionsObject(
+  options: unknown,
+  allowed: ReadonlySet<string>,
+  name = 'options',
+): Record<string, unknown> {
   if (options === undefined) return NO_OPTIONS;
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw invalidArgType(name, 'of type object', options);

@@ -247,17 +247,7 @@ class WindowsStrategy extends KernelStrategy {
     binding.lock(step.primitive, h.fd, C.UNLOCK, step.start, step.len, false);
     return { granted: binding.lock(step.primitive, h.fd, C.EXCLUSIVE, step.start, step.len, false), dropped: true };
   }
-
-  protected override restoreShared(h: LockHandle): boolean {
-    try {
-      for (const s of this.steps) {
-        if (!binding.lock(s.primitive, h.fd, C.SHARED, s.start, s.len, false)) return false;
-      }
-      return true;
-    } catch {
-      return false;
-    }
-  }
+  // restoreShared: KernelStrategy's (re-request the shared lock) is right here too.
 }
 
 /** Classic POSIX locks behind the native process-wide registry (see README "Choosing a primitive"). */
