@@ -103,9 +103,27 @@ describe('fslock/proper-lockfile: the proper-lockfile 4.x API', () => {
           : v;
       },
     });
+    // the asynchronous API calls the callback methods, as upstream does
     const release = await pl.lock(f, { fs: spy as typeof nodeFs });
     await release();
-    expect(calls).toEqual(expect.arrayContaining(['realpathSync', 'mkdirSync', 'utimesSync', 'rmdirSync']));
+    expect(calls).toEqual(['realpath', 'mkdir', 'stat', 'rmdir']);
+    expect(await pl.check(f, { fs: spy as typeof nodeFs })).toBe(false);
+    expect(calls.slice(4)).toEqual(['realpath', 'stat']);
+    // and the synchronous API their *Sync twins
+    calls.length = 0;
+    const releaseSync = pl.lockSync(f, { fs: spy as typeof nodeFs });
+    expect(pl.checkSync(f, { fs: spy as typeof nodeFs })).toBe(true);
+    releaseSync();
+    expect(calls).toEqual(['realpathSync', 'mkdirSync', 'statSync', 'realpathSync', 'statSync', 'rmdirSync']);
+    // an injected failure comes back as is
+    const failing = {
+      ...nodeFs,
+      mkdir: (_p: unknown, cb: (e: Error) => void) => cb(Object.assign(new Error('injected'), { code: 'EIO' })),
+    };
+    await expect(pl.lock(f, { fs: failing as unknown as typeof nodeFs })).rejects.toMatchObject({
+      message: 'injected',
+      code: 'EIO',
+    });
   });
 
   it('retries is bounded by the time the retry schedule allows (computed as the retry package does)', () => {

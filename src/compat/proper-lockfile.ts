@@ -25,7 +25,6 @@ import { join, resolve } from 'path';
 import type { FileLock } from '../lock.js';
 import {
   cleanupOnExit,
-  entryExists,
   identityOf,
   isHeld,
   pathIdentity,
@@ -73,6 +72,8 @@ interface Held {
   options: Normalized;
   timer: NodeJS.Timeout | null;
   released: boolean;
+  /** Which methods of the `fs` option it uses: those of the API that took it. */
+  mode: Mode;
 }
 
 interface Normalized {
@@ -119,14 +120,68 @@ function normalize(options: LockOptions | undefined): Normalized {
   };
 }
 
-function fsCall<K extends keyof typeof nodeFs>(o: Normalized, name: K): (typeof nodeFs)[K] {
-  const fn = (o.fs[name] ?? nodeFs[name]) as (typeof nodeFs)[K];
-  return fn;
+// ---------------------------------------------------------------------------
+// The `fs` option, as upstream uses it: the asynchronous API calls its
+// callback methods (mkdir, stat, rmdir, utimes, realpath), the synchronous API
+// their *Sync twins. Each operation on the artefact is written once, as a
+// generator that yields the filesystem calls it needs; a driver runs them
+// with one kind or the other.
+
+type FsOp = ['mkdir' | 'stat' | 'rmdir' | 'realpath', string] | ['utimes', string, Date, Date];
+type FsRun<T> = Generator<FsOp, T, unknown>;
+type Mode = 'sync' | 'async';
+
+function callSync(fs: FsLike, [name, ...args]: FsOp): unknown {
+  const fn = ((fs as Record<string, unknown>)[`${name}Sync`] ?? (nodeFs as Record<string, unknown>)[`${name}Sync`]) as (
+    ...a: unknown[]
+  ) => unknown;
+  return fn.apply(fs, args);
 }
 
-function canonical(file: string, o: { realpath: boolean; fs: FsLike }): string {
-  if (!o.realpath) return resolve(file);
-  return ((o.fs.realpathSync ?? nodeFs.realpathSync) as typeof nodeFs.realpathSync)(file) as string;
+function callAsync(fs: FsLike, [name, ...args]: FsOp): Promise<unknown> {
+  const fn = ((fs as Record<string, unknown>)[name] ?? (nodeFs as Record<string, unknown>)[name]) as (
+    ...a: unknown[]
+  ) => void;
+  return new Promise((res, rej) => fn.call(fs, ...args, (err: Error | null, v: unknown) => (err ? rej(err) : res(v))));
+}
+
+function runSync<T>(g: FsRun<T>, fs: FsLike): T {
+  let step = g.next();
+  for (;;) {
+    if (step.done) return step.value;
+    let v: unknown;
+    try {
+      v = callSync(fs, step.value);
+    } catch (err) {
+      step = g.throw(err);
+      continue;
+    }
+    step = g.next(v);
+  }
+}
+
+async function runAsync<T>(g: FsRun<T>, fs: FsLike): Promise<T> {
+  let step = g.next();
+  for (;;) {
+    if (step.done) return step.value;
+    let v: unknown;
+    try {
+      v = await callAsync(fs, step.value);
+    } catch (err) {
+      step = g.throw(err);
+      continue;
+    }
+    step = g.next(v);
+  }
+}
+
+function runIn<T>(mode: Mode, g: FsRun<T>, fs: FsLike): T | Promise<T> {
+  return mode === 'sync' ? runSync(g, fs) : runAsync(g, fs);
+}
+
+function* canonicalG(file: string, realpath: boolean): FsRun<string> {
+  if (!realpath) return resolve(file);
+  return (yield ['realpath', file]) as string;
 }
 
 function lockDir(file: string, o: { lockfilePath?: string | undefined }): string {
@@ -141,12 +196,15 @@ function lockedError(file: string): Error {
 type TryOutcome = { held: Held } | { busy: 'fslock'; marker: string } | { busy: 'upstream' };
 
 /** One non-blocking attempt; takes over artefacts of dead or stale holders. */
-function attempt(file: string, o: Normalized): TryOutcome {
+function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
   const dir = lockDir(file, o);
   const marker = join(dir, MARKER);
+  // Set when the directory vanished while its staleness was being checked:
+  // the next EEXIST is final (upstream retries once, without a staleness check).
+  let recheck = false;
   for (;;) {
     try {
-      fsCall(o, 'mkdirSync')(dir);
+      yield ['mkdir', dir];
     } catch (err) {
       if (errorCode(err) !== 'EEXIST') throw err;
       const probe = probeMarker(marker);
@@ -155,7 +213,7 @@ function attempt(file: string, o: Normalized): TryOutcome {
         // Its holder is gone: take the artefact over now, no staleness wait.
         try {
           nodeFs.rmSync(marker, { force: true });
-          fsCall(o, 'rmdirSync')(dir);
+          yield ['rmdir', dir];
         } catch (e) {
           if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
         } finally {
@@ -165,21 +223,22 @@ function attempt(file: string, o: Normalized): TryOutcome {
       }
       // No marker: a real proper-lockfile holder (or an fslock one an instant
       // before it places its marker). Upstream's staleness rule applies.
+      if (recheck) return { busy: 'upstream' };
       let stat: nodeFs.Stats;
       try {
-        stat = fsCall(o, 'statSync')(dir) as nodeFs.Stats;
+        stat = (yield ['stat', dir]) as nodeFs.Stats;
       } catch (e) {
         // Something is there that is no directory one can stat (a dangling
         // symlink): held, as upstream answers, never a reason to spin.
         if (errorCode(e) === 'ENOENT') {
-          if (entryExists(dir)) return { busy: 'upstream' };
+          recheck = true;
           continue;
         }
         throw e;
       }
       if (stat.mtime.getTime() >= Date.now() - o.stale) return { busy: 'upstream' };
       try {
-        fsCall(o, 'rmdirSync')(dir);
+        yield ['rmdir', dir];
       } catch (e) {
         if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
       }
@@ -192,13 +251,29 @@ function attempt(file: string, o: Normalized): TryOutcome {
     } catch (err) {
       if (errorCode(err) === 'ENOENT') continue; // removed under us: start again
       try {
-        fsCall(o, 'rmdirSync')(dir);
+        yield ['rmdir', dir];
       } catch {
         // leave it to the staleness rule
       }
       throw err;
     }
-    const held: Held = { dir, marker, kernel, identity: identityOf(kernel), options: o, timer: null, released: false };
+    // as upstream, look at the new directory once (its mtime is what a real
+    // proper-lockfile process will judge staleness by)
+    try {
+      yield ['stat', dir];
+    } catch {
+      // not needed for the lock itself
+    }
+    const held: Held = {
+      dir,
+      marker,
+      kernel,
+      identity: identityOf(kernel),
+      options: o,
+      timer: null,
+      released: false,
+      mode,
+    };
     return { held };
   }
 }
@@ -226,47 +301,66 @@ function scheduleUpdate(file: string, held: Held): void {
       return;
     }
     const now = new Date();
-    try {
-      fsCall(held.options, 'utimesSync')(held.dir, now, now);
-    } catch (err) {
+    const updated = (err: unknown) => {
+      if (held.released) return;
       if (errorCode(err) === 'ENOENT') {
         compromised(file, held, err as Error);
         return;
       }
-      // Transient: try again on the next tick; the kernel lock is what counts.
+      // other errors are transient: try again on the next tick; the kernel lock is what counts
+      scheduleUpdate(file, held);
+    };
+    try {
+      const r = runIn(held.mode, touchG(held.dir, now), held.options.fs);
+      if (r instanceof Promise) r.then(() => updated(null), updated);
+      else updated(null);
+    } catch (err) {
+      updated(err);
     }
-    scheduleUpdate(file, held);
   }, held.options.update);
   held.timer.unref?.();
+}
+
+function* touchG(dir: string, when: Date): FsRun<void> {
+  yield ['utimes', dir, when, when];
 }
 
 function register(file: string, held: Held): void {
   locks.set(file, held);
   installCleanup();
-  const now = new Date();
-  try {
-    fsCall(held.options, 'utimesSync')(held.dir, now, now);
-  } catch {
-    // best effort: the rename of the marker already refreshed it
-  }
+  // (the rename of the marker has just refreshed the directory's mtime)
   scheduleUpdate(file, held);
 }
 
-function releaseHeld(file: string, held: Held): void {
+/** Stops the refresher and forgets the lock; the artefact is removed by releaseG. */
+function forget(file: string, held: Held): void {
   if (held.timer) clearTimeout(held.timer);
   held.released = true;
   if (locks.get(file) === held) locks.delete(file);
+}
+
+/** Deletes the artefact while still holding the kernel lock, marker first, then the directory. */
+function* releaseG(held: Held): FsRun<void> {
   try {
-    // Delete while still holding the kernel lock, marker first, then the directory.
     if (pathIdentity(held.marker) === held.identity) nodeFs.rmSync(held.marker, { force: true });
     try {
-      fsCall(held.options, 'rmdirSync')(held.dir);
+      yield ['rmdir', held.dir];
     } catch (err) {
       if (errorCode(err) !== 'ENOENT') throw err;
     }
   } finally {
     held.kernel.release();
   }
+}
+
+function releaseHeld(file: string, held: Held): void {
+  forget(file, held);
+  runSync(releaseG(held), held.options.fs);
+}
+
+async function releaseHeldAsync(file: string, held: Held, fs: FsLike): Promise<void> {
+  forget(file, held);
+  await runAsync(releaseG(held), fs);
 }
 
 // Release everything on exit and on SIGINT, SIGTERM and SIGHUP, as upstream
@@ -290,7 +384,7 @@ async function acquire(file: string, o: Normalized): Promise<Held> {
   const budget = retryBudgetMs(o.retries);
   const deadline = performance.now() + budget;
   for (;;) {
-    const a = attempt(file, o);
+    const a = await runAsync(attemptG(file, o, 'async'), o.fs);
     if ('held' in a) return a.held;
     const left = deadline - performance.now();
     if (left <= 0) throw lockedError(file);
@@ -312,12 +406,12 @@ async function acquire(file: string, o: Normalized): Promise<Held> {
 function lock(file: string, options?: LockOptions): Promise<() => Promise<void>> {
   return (async () => {
     const o = normalize(options);
-    const canon = canonical(file, o);
+    const canon = await runAsync(canonicalG(file, o.realpath), o.fs);
     const held = await acquire(canon, o);
     register(canon, held);
     return async () => {
       if (held.released) throw withCode(new Error('Lock is already released'), 'ERELEASED');
-      releaseHeld(canon, held);
+      await releaseHeldAsync(canon, held, o.fs);
     };
   })();
 }
@@ -336,8 +430,8 @@ function syncOptions<T extends { retries?: number | RetryOptions }>(options: T |
 
 function lockSync(file: string, options?: LockOptions): () => void {
   const o = normalize(syncOptions(options));
-  const canon = canonical(file, o);
-  const a = attempt(canon, o);
+  const canon = runSync(canonicalG(file, o.realpath), o.fs);
+  const a = runSync(attemptG(canon, o, 'sync'), o.fs);
   if (!('held' in a)) throw lockedError(canon);
   register(canon, a.held);
   const held = a.held;
@@ -347,37 +441,57 @@ function lockSync(file: string, options?: LockOptions): () => void {
   };
 }
 
-function unlockSync(file: string, options?: UnlockOptions): void {
-  const o = { realpath: true, fs: nodeFs as FsLike, ...syncOptions(options as LockOptions) };
-  const canon = canonical(file, { realpath: o.realpath !== false, fs: o.fs });
+function* unlockG(file: string, o: { realpath: boolean }): FsRun<{ canon: string; held: Held }> {
+  const canon = yield* canonicalG(file, o.realpath);
   const held = locks.get(canon);
   if (!held) throw withCode(new Error('Lock is not acquired/owned by you'), 'ENOTACQUIRED');
-  releaseHeld(canon, held);
+  return { canon, held };
+}
+
+function unlockSync(file: string, options?: UnlockOptions): void {
+  const o = { realpath: true, fs: nodeFs as FsLike, ...syncOptions(options as LockOptions) };
+  const { canon, held } = runSync(unlockG(file, { realpath: o.realpath !== false }), o.fs);
+  forget(canon, held);
+  runSync(releaseG(held), o.fs);
 }
 
 async function unlock(file: string, options?: UnlockOptions): Promise<void> {
-  unlockSync(file, { ...options, retries: 0 } as UnlockOptions);
+  const o = { realpath: true, fs: nodeFs as FsLike, ...options };
+  const { canon, held } = await runAsync(unlockG(file, { realpath: o.realpath !== false }), o.fs);
+  await releaseHeldAsync(canon, held, o.fs);
 }
 
-function checkSync(file: string, options?: CheckOptions): boolean {
-  const o = { stale: 10000, realpath: true, fs: nodeFs as FsLike, ...syncOptions(options as LockOptions) };
-  const stale = Math.max(o.stale || 0, 2000);
-  const canon = canonical(file, { realpath: o.realpath !== false, fs: o.fs });
+function* checkG(
+  file: string,
+  o: { realpath: boolean; stale: number; lockfilePath?: string | undefined },
+): FsRun<boolean> {
+  const canon = yield* canonicalG(file, o.realpath);
   const dir = lockDir(canon, o);
   let stat: nodeFs.Stats;
   try {
-    stat = ((o.fs.statSync ?? nodeFs.statSync) as typeof nodeFs.statSync)(dir);
+    stat = (yield ['stat', dir]) as nodeFs.Stats;
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return false;
     throw err;
   }
   const marker = join(dir, MARKER);
   if (nodeFs.existsSync(marker)) return isHeld(marker); // an fslock holder: alive or not, the kernel knows
-  return stat.mtime.getTime() >= Date.now() - stale;
+  return stat.mtime.getTime() >= Date.now() - o.stale;
+}
+
+function checkOptions(options: CheckOptions | undefined) {
+  const o = { stale: 10000, realpath: true, fs: nodeFs as FsLike, ...options };
+  return { ...o, realpath: o.realpath !== false, stale: Math.max(o.stale || 0, 2000) };
+}
+
+function checkSync(file: string, options?: CheckOptions): boolean {
+  const o = checkOptions(syncOptions(options as LockOptions) as CheckOptions);
+  return runSync(checkG(file, o), o.fs);
 }
 
 async function check(file: string, options?: CheckOptions): Promise<boolean> {
-  return checkSync(file, { ...options, retries: 0 } as CheckOptions);
+  const o = checkOptions(options);
+  return runAsync(checkG(file, o), o.fs);
 }
 
 lock.lock = lock;
