@@ -284,7 +284,8 @@ describe("flock(1)'s command line", () => {
     );
     expect(b.stdout).toBe('after unlock 0\n');
     const c = await sh(
-      `flock ${f} sleep 0.5 & sleep 0.1; ( ${process.execPath} ${BIN} -n 9; echo "busy $?" ) 9>${f}; wait`,
+      `flock ${f} sh -c 'touch ${f}.held; sleep 1' & while [ ! -e ${f}.held ]; do sleep 0.01; done; ` +
+        `( ${process.execPath} ${BIN} -n 9; echo "busy $?" ) 9>${f}; wait`,
     );
     expect(c.stdout).toBe('busy 1\n');
   });
