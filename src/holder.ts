@@ -176,7 +176,8 @@ export function writeRecord(lockPath: string, fileIdentity: string, argv: string
     unlinkQuietly(tmp);
     return null;
   }
-  // Replace only a free name or a stale record; never a user's file.
+  // Replace only a free name or a stale record (a regular file that parses as
+  // one); never a user's file, and never a symlink, whoever made it.
   let st;
   try {
     st = lstatSync(target);
@@ -184,9 +185,7 @@ export function writeRecord(lockPath: string, fileIdentity: string, argv: string
     st = errorCode(err) === 'ENOENT' ? null : undefined;
   }
   const replaceable =
-    st === null ||
-    (st !== undefined &&
-      (st.isSymbolicLink() || (st.isFile() && parseRecord(readSidecar(target) ?? Buffer.alloc(0)) !== null)));
+    st === null || (st !== undefined && st.isFile() && parseRecord(readSidecar(target) ?? Buffer.alloc(0)) !== null);
   if (!replaceable) {
     unlinkQuietly(tmp);
     return null;

@@ -9,9 +9,8 @@
  * instant).
  */
 import { readFile } from 'fs/promises';
-import { lstatSync } from 'fs';
 import { errorCode } from './errors.js';
-import { openLockFile } from './open.js';
+import { isSymlink, openLockFile } from './open.js';
 import { binding, C } from './binding.js';
 import { checkPath, type LockMode } from './options.js';
 import { WINDOWS_LOCK_OFFSET } from './strategy.js';
@@ -94,14 +93,6 @@ function probeMode(fd: number): LockMode | null {
     // no flock here
   }
   return mode;
-}
-
-function isSymlink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false;
-  }
 }
 
 /** @internal inspect with an already read /proc/locks (null: probe instead). */

@@ -22,7 +22,8 @@ import { dirname } from 'path';
 import { binding, C } from './binding.js';
 import { danglingSymlinkError, errorCode, unsafeSymlinkError } from './errors.js';
 
-function isSymlink(path: string): boolean {
+/** Whether `path` itself (not what it points to) is a symbolic link. */
+export function isSymlink(path: string): boolean {
   try {
     return lstatSync(path).isSymbolicLink();
   } catch {

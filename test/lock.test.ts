@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   existsSync,
+  lstatSync,
+  symlinkSync,
   readFileSync,
   readdirSync,
   renameSync,
@@ -491,6 +493,17 @@ describe('holder records', () => {
     l.release();
     expect(readFileSync(p, 'utf8')).toBe('user data');
     expect(readFileSync(`${p}.fslock-holder`, 'utf8')).toBe('my own notes');
+  });
+
+  it('a symlink at the sidecar name is never replaced either', async () => {
+    const d = tempDir();
+    const p = join(d, 'mine.lock');
+    writeFileSync(join(d, 'notes'), 'kept');
+    symlinkSync(join(d, 'notes'), `${p}.fslock-holder`);
+    const l = await lock(p, { record: true });
+    l.release();
+    expect(lstatSync(`${p}.fslock-holder`).isSymbolicLink()).toBe(true);
+    expect(readFileSync(join(d, 'notes'), 'utf8')).toBe('kept');
   });
 });
 
