@@ -23,6 +23,12 @@
           ],
           "libraries": ["-lpthread"]
         }],
+        ["OS=='linux'", {
+          # Loadable on glibc 2.28 and its libstdc++ (see native/platform/glibc_floor.h)
+          "cflags_cc": ["-include", "<(module_root_dir)/native/platform/glibc_floor.h"],
+          "ldflags": ["-Wl,--wrap=_ZSt28__throw_bad_array_new_lengthv"],
+          "libraries": ["-Wl,--no-as-needed", "-l:libpthread.so.0", "-Wl,--as-needed"]
+        }],
         ["OS=='mac'", {
           "xcode_settings": {
             "CLANG_CXX_LANGUAGE_STANDARD": "c++17",

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "errors.h"
 #include "instance.h"
@@ -25,15 +26,53 @@ struct WaitCtx {
   std::atomic<bool> freed{false};
   std::atomic<bool> stuck{false};
   std::atomic<bool> posted{false};  // the pool thread has handed the result on
+  // Owners: the pool thread until it posts, the posted result until CallJs,
+  // inst->waits while pending, and the JS handle until it is collected.
+  // (An intrusive count rather than std::shared_ptr, whose inline code needs
+  // glibc 2.32 and a newer libstdc++ than Node 20's oldest systems have.)
+  std::atomic<int> refs{1};
 };
 
 namespace {
+
+WaitCtx* Retain(WaitCtx* ctx) {
+  ctx->refs.fetch_add(1, std::memory_order_relaxed);
+  return ctx;
+}
+
+void Release(WaitCtx* ctx) {
+  if (ctx->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete ctx;
+}
+
+// Holds one reference for a scope.
+class CtxRef {
+ public:
+  explicit CtxRef(WaitCtx* adopted) : ctx_(adopted) {}
+  CtxRef(const CtxRef&) = delete;
+  CtxRef& operator=(const CtxRef&) = delete;
+  ~CtxRef() { Release(ctx_); }
+  WaitCtx* operator->() const { return ctx_; }
+  WaitCtx* get() const { return ctx_; }
+
+ private:
+  WaitCtx* ctx_;
+};
+
+// Removes a wait from inst->waits, dropping that reference. JS thread or teardown.
+void Unregister(WaitCtx* ctx) {
+  bool erased;
+  {
+    std::lock_guard<std::mutex> lk(ctx->inst->mu);
+    erased = ctx->inst->waits.erase(ctx) > 0;
+  }
+  if (erased) Release(ctx);
+}
 
 // A worker that is terminating cannot wait long for its waits to stop (see
 // CANCEL_BUDGET_MS in src/wait.ts for the budget of ordinary cancels).
 constexpr int kTeardownCancelBudgetMs = 100;
 
-void FreeWaiter(const std::shared_ptr<WaitCtx>& ctx) {
+void FreeWaiter(WaitCtx* ctx) {
   if (!ctx->freed.exchange(true)) p::WaitFree(ctx->waiter);
 }
 
@@ -47,20 +86,15 @@ void WaitSettled(Napi::Env env, Instance* inst) {
 
 // Runs on the JS thread for every finished wait.
 void CallJs(napi_env raw_env, napi_value, void*, void* data) {
-  auto* holder = static_cast<std::shared_ptr<WaitCtx>*>(data);
-  std::shared_ptr<WaitCtx> ctx = *holder;
-  delete holder;
-  if (raw_env == nullptr) {  // the environment is shutting down
-    FreeWaiter(ctx);
+  CtxRef ctx(static_cast<WaitCtx*>(data));  // the posted result's reference
+  if (raw_env == nullptr) {                 // the environment is shutting down
+    FreeWaiter(ctx.get());
     return;
   }
   Napi::Env env(raw_env);
   int result = p::WaitResult(ctx->waiter);
-  {
-    std::lock_guard<std::mutex> lk(ctx->inst->mu);
-    ctx->inst->waits.erase(ctx);
-  }
-  FreeWaiter(ctx);
+  Unregister(ctx.get());
+  FreeWaiter(ctx.get());
   if (ctx->stuck.load()) return;  // the caller was told already, and settled then
   WaitSettled(env, ctx->inst);
   Napi::FunctionReference cb = std::move(ctx->callback);
@@ -73,11 +107,9 @@ void CallJs(napi_env raw_env, napi_value, void*, void* data) {
 }
 
 void WaitDoneOnThread(p::Waiter*, void* raw) {
-  auto* holder = static_cast<std::shared_ptr<WaitCtx>*>(raw);
-  std::shared_ptr<WaitCtx> ctx = *holder;
-  delete holder;
-  auto* data = new std::shared_ptr<WaitCtx>(ctx);
-  if (napi_call_threadsafe_function(ctx->inst->tsfn, data, napi_tsfn_nonblocking) != napi_ok) delete data;
+  CtxRef ctx(static_cast<WaitCtx*>(raw));  // the pool thread's reference
+  WaitCtx* data = Retain(ctx.get());
+  if (napi_call_threadsafe_function(ctx->inst->tsfn, data, napi_tsfn_nonblocking) != napi_ok) Release(data);
   ctx->posted.store(true);
 }
 
@@ -97,43 +129,38 @@ Napi::Value WaitStart(const Napi::CallbackInfo& info) {
     if (st != napi_ok) throw Napi::Error::New(env, "fslock binding: cannot create the wait notifier");
     napi_unref_threadsafe_function(env, inst->tsfn);
   }
-  auto ctx = std::make_shared<WaitCtx>();
+  CtxRef ctx(new WaitCtx());  // this function's reference
   ctx->inst = inst;
   ctx->handle = h;
   ctx->primitive = req.primitive;
   ctx->callback = Napi::Persistent(info[5].As<Napi::Function>());
-  auto* arg = new std::shared_ptr<WaitCtx>(ctx);
   {
     // registered before the thread can report: CallJs runs on this thread later
     std::lock_guard<std::mutex> lk(inst->mu);
-    inst->waits.insert(ctx);
+    inst->waits.insert(Retain(ctx.get()));
   }
+  WaitCtx* arg = Retain(ctx.get());
   p::Waiter* w = nullptr;
   int r = p::WaitStart(req, h, WaitDoneOnThread, arg, &w);
   if (r != 0) {
-    delete arg;
-    std::lock_guard<std::mutex> lk(inst->mu);
-    inst->waits.erase(ctx);
+    Release(arg);
+    Unregister(ctx.get());
     throw MakeSystemError(env, r, "pthread_create");
   }
   ctx->waiter = w;
   // A pending wait keeps the event loop alive, like a timer would.
   if (inst->pending_waits++ == 0) napi_ref_threadsafe_function(env, inst->tsfn);
-  return Napi::External<std::shared_ptr<WaitCtx>>::New(env, new std::shared_ptr<WaitCtx>(ctx),
-                                                       [](Napi::Env, std::shared_ptr<WaitCtx>* d) { delete d; });
+  return Napi::External<WaitCtx>::New(env, Retain(ctx.get()), [](Napi::Env, WaitCtx* d) { Release(d); });
 }
 
-int CancelCtx(const std::shared_ptr<WaitCtx>& ctx, int budget_ms) {
+int CancelCtx(WaitCtx* ctx, int budget_ms) {
   if (ctx->freed.load()) return -1;
   int outcome = p::WaitCancel(ctx->waiter, budget_ms);
   if (outcome == p::kCancelStuck) {
     ctx->stuck.store(true);
     ForgetHandle(ctx->inst, ctx->handle);  // the waiter thread owns it now
-    {
-      std::lock_guard<std::mutex> lk(ctx->inst->mu);
-      ctx->inst->waits.erase(ctx);  // its `done` never comes
-    }
-    FreeWaiter(ctx);  // a no-op for the waiter itself: its thread frees it
+    Unregister(ctx);                       // its `done` never comes
+    FreeWaiter(ctx);                       // a no-op for the waiter itself: its thread frees it
   }
   return outcome;
 }
@@ -144,7 +171,8 @@ Napi::Value WaitCancel(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsExternal()) {
     throw Napi::TypeError::New(info.Env(), "fslock binding: wait handle expected");
   }
-  auto ctx = *info[0].As<Napi::External<std::shared_ptr<WaitCtx>>>().Data();
+  // The handle's reference keeps ctx alive for this call.
+  WaitCtx* ctx = info[0].As<Napi::External<WaitCtx>>().Data();
   int outcome = CancelCtx(ctx, static_cast<int>(IntArg(info, 1, "budgetMs")));
   if (outcome == p::kCancelStuck) WaitSettled(info.Env(), ctx->inst);
   return Napi::Number::New(info.Env(), outcome);
@@ -202,13 +230,15 @@ Napi::Value WaitSync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void CleanupWaits(Instance* inst, std::unordered_set<p::handle_t>* handles) {
-  std::set<std::shared_ptr<WaitCtx>> waits;
+  std::set<WaitCtx*> waits;
   {
     std::lock_guard<std::mutex> lk(inst->mu);
     waits = inst->waits;
+    for (WaitCtx* ctx : waits) Retain(ctx);
   }
-  for (const auto& ctx : waits) {
-    if (CancelCtx(ctx, kTeardownCancelBudgetMs) == p::kCancelStuck) {
+  for (WaitCtx* raw : waits) {
+    CtxRef ctx(raw);
+    if (CancelCtx(raw, kTeardownCancelBudgetMs) == p::kCancelStuck) {
       handles->erase(ctx->handle);
       continue;
     }

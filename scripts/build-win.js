@@ -22,7 +22,9 @@ const addonApi = path.dirname(require.resolve('node-addon-api/package.json'));
 
 /** The sources binding.gyp compiles for Windows: the common list plus the OS=='win' condition's. */
 function windowsSources() {
-  const gyp = JSON.parse(fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8'));
+  // gyp files are JSON plus '#' comment lines
+  const text = fs.readFileSync(path.join(root, 'binding.gyp'), 'utf8').replace(/^\s*#.*$/gm, '');
+  const gyp = JSON.parse(text);
   const target = gyp.targets.find((t) => t.target_name === 'fslock');
   const win = target.conditions.find((c) => c[0] === "OS=='win'");
   return [...target.sources, ...win[1].sources];

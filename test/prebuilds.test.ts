@@ -10,6 +10,80 @@ afterAll(cleanupTempDirs);
 const ROOT = resolve(__dirname, '..');
 const { sourceHash } = require('../scripts/source-hash.js') as { sourceHash(root: string): string };
 
+// What Node 20's oldest supported Linux (glibc 2.28, RHEL 8 with GCC 8's
+// libstdc++) provides: a binary that needs a newer version does not load there.
+const FLOOR: Record<string, number[]> = {
+  GLIBC: [2, 28],
+  GLIBCXX: [3, 4, 25],
+  CXXABI: [1, 3, 11],
+  GCC: [8, 0, 0],
+};
+const ALLOWED_NEEDED = new Set([
+  'libc.so.6',
+  'libpthread.so.0',
+  'libm.so.6',
+  'libdl.so.2',
+  'libstdc++.so.6',
+  'libgcc_s.so.1',
+  'ld-linux-x86-64.so.2',
+  'ld-linux-aarch64.so.1',
+]);
+
+function newer(a: number[], b: number[]): boolean {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d > 0;
+  }
+  return false;
+}
+
+/** The libraries and symbol versions an ELF shared object needs that glibc 2.28 systems lack. */
+function aboveFloor(file: string): { needed: string[]; tooNew: string[]; versions: number } {
+  const dyn = execFileSync('readelf', ['-W', '-d', file]).toString();
+  const needed = [...dyn.matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]);
+  const syms = execFileSync('readelf', ['-W', '--dyn-syms', file]).toString();
+  const tooNew: string[] = [];
+  let versions = 0;
+  for (const line of syms.split('\n')) {
+    const m = /\sUND\s+(\S+)@(GLIBC|GLIBCXX|CXXABI|GCC)_([\d.]+)/.exec(line);
+    if (!m) continue;
+    versions++;
+    if (newer(m[3].split('.').map(Number), FLOOR[m[2]])) tooNew.push(`${m[1]}@${m[2]}_${m[3]}`);
+  }
+  return { needed: needed.filter((n) => !ALLOWED_NEEDED.has(n)), tooNew, versions };
+}
+
+describe("Linux binaries load on glibc 2.28 (Node 20's oldest supported Linux)", () => {
+  it('the check catches what a plain build on this machine needs (pthread_create@GLIBC_2.34, GCC 12 libstdc++)', () => {
+    const dir = tempDir('fslock-floor-');
+    writeFileSync(
+      join(dir, 'plain.cc'),
+      '#include <pthread.h>\n#include <condition_variable>\n#include <vector>\n' +
+        'static void* f(void*) { return nullptr; }\n' +
+        'extern "C" int start(std::condition_variable* cv, std::unique_lock<std::mutex>* lk, size_t n) {\n' +
+        '  pthread_t t; std::vector<int> v(n); cv->wait(*lk); return pthread_create(&t, nullptr, f, nullptr) + v[0]; }\n',
+    );
+    execFileSync('g++', ['-shared', '-fPIC', '-O2', '-o', join(dir, 'plain.so'), join(dir, 'plain.cc')]);
+    const { tooNew, versions } = aboveFloor(join(dir, 'plain.so'));
+    expect(versions).toBeGreaterThan(0);
+    expect(tooNew).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^pthread_create@GLIBC_2\.34$/),
+        expect.stringMatching(/^_ZNSt18condition_variable4wait.*@GLIBCXX_3\.4\.30$/),
+      ]),
+    );
+  });
+
+  for (const platform of ['linux-x64', 'linux-arm64']) {
+    it(`prebuilds/${platform} needs no symbol version and no library beyond glibc 2.28 and GCC 8's libstdc++`, () => {
+      const { needed, tooNew, versions } = aboveFloor(join(ROOT, 'prebuilds', platform, 'fslock.node'));
+      expect(versions).toBeGreaterThan(20);
+      expect(tooNew).toEqual([]);
+      expect(needed).toEqual([]);
+    });
+  }
+});
+
 describe('shipped prebuilt binaries', () => {
   const expected = ['linux-x64', 'linux-arm64', 'win32-x64'];
 

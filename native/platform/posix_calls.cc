@@ -36,6 +36,31 @@ namespace platform {
 
 int Errno() { return errno ? errno : EIO; }
 
+#if defined(FSLOCK_GLIBC_FLOOR)
+// glibc before 2.33 has no stat/fstat functions: its headers turned them into
+// these, which every glibc still exports (stat64 and fstat64 are GLIBC_2.33).
+extern "C" int __fxstat64(int ver, int fd, struct stat64* st);
+extern "C" int __xstat64(int ver, const char* path, struct stat64* st);
+static_assert(sizeof(struct stat) == sizeof(struct stat64), "64-bit Linux: stat is stat64");
+
+int StatFd(int fd, struct stat* st) {
+  return __fxstat64(FSLOCK_STAT_VER, fd, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
+}
+int StatPath(const char* path, struct stat* st) {
+  return __xstat64(FSLOCK_STAT_VER, path, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
+}
+#if defined(__GLIBCXX__)
+// See glibc_floor.h: what GCC 11+ headers call when an allocation size
+// overflows, bound here instead of to libstdc++'s GLIBCXX_3.4.29 function.
+extern "C" [[noreturn]] __attribute__((visibility("hidden"))) void __wrap__ZSt28__throw_bad_array_new_lengthv() {
+  std::__throw_bad_alloc();
+}
+#endif
+#else
+int StatFd(int fd, struct stat* st) { return fstat(fd, st) == 0 ? 0 : Errno(); }
+int StatPath(const char* path, struct stat* st) { return stat(path, st) == 0 ? 0 : Errno(); }
+#endif
+
 namespace {
 
 short FcntlType(int type) {
@@ -110,7 +135,7 @@ int Close(handle_t h) {
 
 int GetIdentity(handle_t h, Identity* out) {
   struct stat st;
-  if (fstat(static_cast<int>(h), &st) != 0) return Errno();
+  if (int e = StatFd(static_cast<int>(h), &st)) return e;
   out->dev = static_cast<uint64_t>(st.st_dev);
   out->ino = static_cast<uint64_t>(st.st_ino);
   return 0;
@@ -118,7 +143,7 @@ int GetIdentity(handle_t h, Identity* out) {
 
 int StatPathIdentity(const char* path, Identity* out) {
   struct stat st;
-  if (stat(path, &st) != 0) return Errno();
+  if (int e = StatPath(path, &st)) return e;
   out->dev = static_cast<uint64_t>(st.st_dev);
   out->ino = static_cast<uint64_t>(st.st_ino);
   return 0;

@@ -46,7 +46,7 @@ int Set(int fd, int type, uint64_t begin, uint64_t end) { return SetRange(fd, ty
 
 int KeyOf(int fd, Key* key) {
   struct stat st;
-  if (fstat(fd, &st) != 0) return Errno();
+  if (int e = StatFd(fd, &st)) return e;
   *key = Key(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino));
   return 0;
 }
