@@ -24,10 +24,50 @@ int CloseHandle(Instance* inst, p::handle_t h) {
 }
 
 int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber()) {
+  // One Node-API call: napi_get_value_int64 checks the type itself.
+  int64_t v;
+  if (i >= info.Length() || napi_get_value_int64(info.Env(), info[i], &v) != napi_ok) {
     throw Napi::TypeError::New(info.Env(), std::string("fslock binding: ") + name + " must be a number");
   }
-  return info[i].As<Napi::Number>().Int64Value();
+  return v;
+}
+
+static void CheckStep(const Napi::CallbackInfo& info, const p::LockRequest& s) {
+  if (s.primitive < p::kFlock || s.primitive > p::kWindows || s.start < 0 || s.len < 0) {
+    throw Napi::RangeError::New(info.Env(), "fslock binding: invalid lock steps");
+  }
+}
+
+// Reads the steps from `i`: a plan number alone (see plan()), or
+// (nsteps, primitive0, start0, len0, primitive1, start1, len1). Sets *next to
+// the index after them.
+int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, p::LockRequest* steps, size_t* next) {
+  if (type < p::kUnlock || type > p::kExclusive)
+    throw Napi::RangeError::New(info.Env(), "fslock binding: invalid type");
+  int64_t first = IntArg(info, i, "steps");
+  if (first < 0) {  // plan -1 - k
+    Instance* inst = Inst(info.Env());
+    size_t k = static_cast<size_t>(-1 - first);
+    if (k >= inst->plans.size()) throw Napi::RangeError::New(info.Env(), "fslock binding: unknown plan");
+    const Instance::Plan& plan = inst->plans[k];
+    for (int j = 0; j < plan.n; j++) {
+      steps[j] = plan.steps[j];
+      steps[j].type = type;
+    }
+    *next = i + 1;
+    return plan.n;
+  }
+  if (first < 1 || first > kMaxSteps) throw Napi::RangeError::New(info.Env(), "fslock binding: invalid lock steps");
+  for (int64_t k = 0; k < first; k++) {
+    size_t a = i + 1 + static_cast<size_t>(k) * 3;
+    steps[k].primitive = static_cast<int>(IntArg(info, a, "primitive"));
+    steps[k].type = type;
+    steps[k].start = IntArg(info, a + 1, "start");
+    steps[k].len = IntArg(info, a + 2, "len");
+    CheckStep(info, steps[k]);
+  }
+  *next = i + 1 + static_cast<size_t>(first) * 3;
+  return static_cast<int>(first);
 }
 
 std::string StrArg(const Napi::CallbackInfo& info, size_t i, const char* name) {

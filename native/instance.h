@@ -11,12 +11,16 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "platform/platform.h"
 
 namespace fslock {
 
 struct WaitCtx;
+
+// Steps of one lock: flock then OFD on Linux, at most.
+constexpr int kMaxSteps = 2;
 
 struct Instance {
   std::mutex mu;
@@ -29,15 +33,29 @@ struct Instance {
   double* out = nullptr;
   Napi::Reference<Napi::Float64Array> out_ref;
   // Descriptors of released locks kept open for the next lock of the same
-  // path (see locks.cc): path -> descriptor, its identity, when it was cached.
+  // path (see locks.cc): a few of them, so a vector searched in order.
   struct CachedFd {
+    std::string path;
     platform::handle_t fd;
     platform::Identity id;
     std::chrono::steady_clock::time_point since;
   };
-  std::unordered_map<std::string, CachedFd> fd_cache;
-  // Locks taken whole by the fast path: descriptor -> identity.
-  std::unordered_map<platform::handle_t, platform::Identity> acquired;
+  std::vector<CachedFd> fd_cache;
+  // Locks taken whole by the fast path: descriptor -> identity and the path it
+  // was acquired by (moved to and from fd_cache, so a lock taken again and
+  // again allocates nothing).
+  struct Held {
+    platform::Identity id;
+    std::string path;
+  };
+  std::unordered_map<platform::handle_t, Held> acquired;
+  // Step lists registered once by the JS strategies (plan()), so the fast
+  // path's calls carry a plan number instead of every step's arguments.
+  struct Plan {
+    int n;
+    platform::LockRequest steps[kMaxSteps];
+  };
+  std::vector<Plan> plans;
   // One thread-safe function per environment delivers every wait's result.
   napi_threadsafe_function tsfn = nullptr;
   size_t pending_waits = 0;  // referenced while > 0
@@ -57,6 +75,10 @@ std::string StrArg(const Napi::CallbackInfo& info, size_t i, const char* name);
 bool BoolArg(const Napi::CallbackInfo& info, size_t i);
 // Reads the (primitive, fd, type, start, len) arguments starting at `i`, checked.
 platform::LockRequest LockArgs(const Napi::CallbackInfo& info, size_t i, platform::handle_t* fd);
+// Reads the steps of a fast-path call from `i`: a plan number alone (see
+// plan() in locks.cc), or (nsteps, primitive0, start0, len0, ...), each with
+// `type`. Returns how many; sets *next to the index after them.
+int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, platform::LockRequest* steps, size_t* next);
 // "dev:ino", the identity string the JS side compares.
 std::string IdentityKey(const platform::Identity& id);
 // The system call a lock request makes, for error messages.

@@ -2,6 +2,8 @@
 // call, a query, and the fast paths that open, lock every step and check the
 // file's identity (acquire), or unlock every step and close (release), in a
 // single call each.
+#include <string.h>
+
 #include "errors.h"
 #include "instance.h"
 
@@ -36,30 +38,10 @@ Napi::Value Query(const Napi::CallbackInfo& info) {
   return o;
 }
 
-constexpr int kMaxSteps = 2;
 // How many released descriptors an environment keeps open for reuse.
 constexpr size_t kMaxCached = 16;
-
-// Reads (type, nsteps, primitive0, start0, len0, primitive1, start1, len1) from `i`.
-int StepArgs(const Napi::CallbackInfo& info, size_t i, p::LockRequest* steps) {
-  int64_t type = IntArg(info, i, "type");
-  int64_t n = IntArg(info, i + 1, "steps");
-  if (n < 1 || n > kMaxSteps || type < p::kUnlock || type > p::kExclusive) {
-    throw Napi::RangeError::New(info.Env(), "fslock binding: invalid lock steps");
-  }
-  for (int64_t k = 0; k < n; k++) {
-    size_t a = i + 2 + static_cast<size_t>(k) * 3;
-    int64_t prim = IntArg(info, a, "primitive");
-    steps[k].type = static_cast<int>(type);
-    steps[k].start = IntArg(info, a + 1, "start");
-    steps[k].len = IntArg(info, a + 2, "len");
-    if (prim < p::kFlock || prim > p::kWindows || steps[k].start < 0 || steps[k].len < 0) {
-      throw Napi::RangeError::New(info.Env(), "fslock binding: invalid lock steps");
-    }
-    steps[k].primitive = static_cast<int>(prim);
-  }
-  return static_cast<int>(n);
-}
+// How many step plans an environment registers (whole-file strategies: a few).
+constexpr size_t kMaxPlans = 32;
 
 void UnlockSteps(p::handle_t h, const p::LockRequest* steps, int upto) {
   for (int k = upto - 1; k >= 0; k--) {
@@ -69,7 +51,56 @@ void UnlockSteps(p::handle_t h, const p::LockRequest* steps, int upto) {
   }
 }
 
-// acquire(path, openFlags, type, nsteps, primitive0, start0, len0, ...) -> identity
+// A path argument, read without allocating when it fits `buf` (a path longer
+// than PATH_MAX goes through `spill`).
+class PathArg {
+ public:
+  PathArg(const Napi::CallbackInfo& info, size_t i) {
+    napi_env env = info.Env();
+    napi_value v = i < info.Length() ? static_cast<napi_value>(info[i]) : nullptr;
+    if (v == nullptr || napi_get_value_string_utf8(env, v, buf_, sizeof buf_, &len_) != napi_ok) {
+      throw Napi::TypeError::New(env, "fslock binding: path must be a string");
+    }
+    data_ = buf_;
+    if (len_ == sizeof buf_ - 1) {  // may have been cut: read it whole
+      spill_ = info[i].As<Napi::String>().Utf8Value();
+      data_ = spill_.c_str();
+      len_ = spill_.size();
+    }
+  }
+  const char* c_str() const { return data_; }
+  size_t size() const { return len_; }
+  bool operator==(const std::string& s) const { return s.size() == len_ && memcmp(s.data(), data_, len_) == 0; }
+
+ private:
+  char buf_[4096];
+  size_t len_ = 0;
+  const char* data_ = nullptr;
+  std::string spill_;
+};
+
+// plan(nsteps, primitive0, start0, len0, ...) -> a plan number (negative) for
+// acquire() and release(), or 0 when this environment has too many plans.
+Napi::Value Plan(const Napi::CallbackInfo& info) {
+  Instance* inst = Inst(info.Env());
+  Instance::Plan plan{};
+  size_t next;
+  plan.n = StepArgs(info, 0, p::kUnlock, plan.steps, &next);
+  for (size_t k = 0; k < inst->plans.size(); k++) {
+    const Instance::Plan& o = inst->plans[k];
+    bool same = o.n == plan.n;
+    for (int j = 0; same && j < plan.n; j++) {
+      same = o.steps[j].primitive == plan.steps[j].primitive && o.steps[j].start == plan.steps[j].start &&
+             o.steps[j].len == plan.steps[j].len;
+    }
+    if (same) return Napi::Number::New(info.Env(), -1 - static_cast<double>(k));
+  }
+  if (inst->plans.size() >= kMaxPlans) return Napi::Number::New(info.Env(), 0);
+  inst->plans.push_back(plan);
+  return Napi::Number::New(info.Env(), -static_cast<double>(inst->plans.size()));
+}
+
+// acquire(path, openFlags, type, steps...) -> identity
 //
 // Opens `path` (read-write, never following a symlink; with kOpenCreate a
 // missing file is created with O_EXCL, again never through a symlink), takes
@@ -79,29 +110,24 @@ void UnlockSteps(p::handle_t h, const p::LockRequest* steps, int upto) {
 // step was taken, or to the index of the contended step (the descriptor stays
 // open holding the earlier steps, for the caller to wait on). Errors are
 // thrown as they are (ELOOP for a symlink, EACCES, EISDIR, ...): the caller
-// handles those on its slower path.
+// handles those on its slower path. `steps...` as StepArgs reads them.
 Napi::Value Acquire(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Instance* inst = Inst(env);
-  const std::string path = StrArg(info, 0, "path");
+  const PathArg path(info, 0);
   int flags = static_cast<int>(IntArg(info, 1, "flags"));
   p::LockRequest steps[kMaxSteps];
-  int n = StepArgs(info, 2, steps);
+  size_t next;
+  int n = StepArgs(info, 3, static_cast<int>(IntArg(info, 2, "type")), steps, &next);
   bool create = (flags & p::kOpenCreate) != 0;
   int open_flags = (flags & p::kOpenWrite) | p::kOpenNoFollow;
-  auto taken = [&](p::handle_t h, const p::Identity& id) {
-    inst->out[0] = static_cast<double>(h);
-    inst->out[1] = -1;
-    inst->acquired[h] = id;
-    return Napi::String::New(env, IdentityKey(id));
-  };
   // A descriptor this environment kept open from an earlier lock of the same
   // path: no open() or close(), only the locks and the identity check.
   if ((flags & p::kOpenWrite) && !inst->fd_cache.empty()) {
-    auto c = inst->fd_cache.find(path);
-    if (c != inst->fd_cache.end()) {
-      Instance::CachedFd cached = c->second;
-      inst->fd_cache.erase(c);
+    for (size_t c = 0; c < inst->fd_cache.size(); c++) {
+      if (!(path == inst->fd_cache[c].path)) continue;
+      Instance::CachedFd cached = std::move(inst->fd_cache[c]);
+      inst->fd_cache.erase(inst->fd_cache.begin() + static_cast<std::ptrdiff_t>(c));
       int r = 0;
       int k = 0;
       for (; k < n; k++) {
@@ -114,10 +140,15 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
         return Napi::String::New(env, IdentityKey(cached.id));
       }
       p::Identity now;
-      if (r == 0 && p::StatPathIdentity(path.c_str(), &now) == 0 && now == cached.id)
-        return taken(cached.fd, cached.id);
+      if (r == 0 && p::StatPathIdentity(path.c_str(), &now) == 0 && now == cached.id) {
+        inst->out[0] = static_cast<double>(cached.fd);
+        inst->out[1] = -1;
+        inst->acquired[cached.fd] = Instance::Held{cached.id, std::move(cached.path)};
+        return Napi::String::New(env, IdentityKey(cached.id));
+      }
       UnlockSteps(cached.fd, steps, k);  // an error, or the file was replaced: forget this descriptor
       CloseHandle(inst, cached.fd);
+      break;
     }
   }
   for (int attempt = 0; attempt < 1000; attempt++) {
@@ -127,7 +158,7 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
       r = p::Open(path.c_str(), open_flags | p::kOpenCreate | p::kOpenExclusive, &h);
       if (r != 0 && p::DescribeError(r).code == "EEXIST") continue;  // created meanwhile: look again
     }
-    if (r != 0) throw MakeSystemError(env, r, "open", path);
+    if (r != 0) throw MakeSystemError(env, r, "open", path.c_str());
     TrackHandle(inst, h);
     int k = 0;
     for (; k < n; k++) {
@@ -137,14 +168,14 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
     if (r != 0 && !p::IsContended(r)) {
       UnlockSteps(h, steps, k);
       CloseHandle(inst, h);
-      throw MakeSystemError(env, r, LockSyscall(steps[k].primitive), path);
+      throw MakeSystemError(env, r, LockSyscall(steps[k].primitive), path.c_str());
     }
     p::Identity fid, pid;
     int e = p::GetIdentity(h, &fid);
     if (e != 0) {
       UnlockSteps(h, steps, k);
       CloseHandle(inst, h);
-      throw MakeSystemError(env, e, "fstat", path);
+      throw MakeSystemError(env, e, "fstat", path.c_str());
     }
     if (k < n) {
       inst->out[0] = static_cast<double>(h);
@@ -152,49 +183,55 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
       return Napi::String::New(env, IdentityKey(fid));
     }
     e = p::StatPathIdentity(path.c_str(), &pid);
-    if (e == 0 && pid == fid) return taken(h, fid);
+    if (e == 0 && pid == fid) {
+      inst->out[0] = static_cast<double>(h);
+      inst->out[1] = -1;
+      inst->acquired[h] = Instance::Held{fid, std::string(path.c_str(), path.size())};
+      return Napi::String::New(env, IdentityKey(fid));
+    }
     // replaced or deleted while we locked: a lock on it would exclude nobody
     UnlockSteps(h, steps, k);
     CloseHandle(inst, h);
-    if (e != 0 && !p::IsMissing(e)) throw MakeSystemError(env, e, "stat", path);
+    if (e != 0 && !p::IsMissing(e)) throw MakeSystemError(env, e, "stat", path.c_str());
   }
+  std::string shown(path.c_str(), path.size());
   Napi::Error e =
-      Napi::Error::New(env, "EAGAIN: the lock file kept being replaced while it was locked, '" + path + "'");
+      Napi::Error::New(env, "EAGAIN: the lock file kept being replaced while it was locked, '" + shown + "'");
   e.Set("code", Napi::String::New(env, "EAGAIN"));
-  e.Set("path", Napi::String::New(env, path));
+  e.Set("path", Napi::String::New(env, shown));
   throw e;
 }
 
-// release(fd, type, nsteps, primitive0, start0, len0, ..., keepOpenPath): unlocks
-// the steps in reverse order (explicitly: a child between fork and exec still
-// references the open file description, and only an explicit unlock releases
-// the lock for everyone at once). Then closes the descriptor, or with
-// a `keepOpenPath` (the path it was acquired by) keeps it, unlocked, for the
-// next lock of that path (at most kMaxCached of them; sweepCache closes idle ones).
+// release(fd, keepOpen, steps...): unlocks the steps in reverse order
+// (explicitly: a child between fork and exec still references the open file
+// description, and only an explicit unlock releases the lock for everyone at
+// once). Then closes the descriptor, or with `keepOpen` keeps it, unlocked, for
+// the next acquire() of the path it was acquired by (at most kMaxCached of
+// them; sweepCache closes idle ones). `steps...` as StepArgs reads them.
 Napi::Value Release(const Napi::CallbackInfo& info) {
   Instance* inst = Inst(info.Env());
   p::handle_t h = IntArg(info, 0, "fd");
+  bool keep = BoolArg(info, 1);
   p::LockRequest steps[kMaxSteps];
-  int n = StepArgs(info, 1, steps);
-  size_t keep_arg = 3 + static_cast<size_t>(n) * 3;
-  bool keep = info.Length() > keep_arg && info[keep_arg].IsString();
+  size_t next;
+  int n = StepArgs(info, 2, p::kUnlock, steps, &next);
   int failed = 0;
   int failed_prim = 0;
   for (int k = n - 1; k >= 0; k--) {
-    p::LockRequest u = steps[k];
-    u.type = p::kUnlock;
-    int r = p::Lock(u, h, false);
+    int r = p::Lock(steps[k], h, false);
     if (r != 0 && failed == 0) {
       failed = r;
-      failed_prim = u.primitive;
+      failed_prim = steps[k].primitive;
     }
   }
   if (keep && failed == 0 && inst->fd_cache.size() < kMaxCached) {
     auto a = inst->acquired.find(h);
     if (a != inst->acquired.end()) {
-      auto ins = inst->fd_cache.emplace(info[keep_arg].As<Napi::String>().Utf8Value(),
-                                        Instance::CachedFd{h, a->second, std::chrono::steady_clock::now()});
-      if (ins.second) {
+      bool dup = false;
+      for (const auto& c : inst->fd_cache) dup = dup || c.path == a->second.path;
+      if (!dup) {
+        inst->fd_cache.push_back(
+            Instance::CachedFd{std::move(a->second.path), h, a->second.id, std::chrono::steady_clock::now()});
         inst->acquired.erase(a);
         return info.Env().Undefined();
       }
@@ -213,8 +250,8 @@ Napi::Value SweepCache(const Napi::CallbackInfo& info) {
   auto idle = std::chrono::milliseconds(IntArg(info, 0, "idleMs"));
   auto now = std::chrono::steady_clock::now();
   for (auto it = inst->fd_cache.begin(); it != inst->fd_cache.end();) {
-    if (now - it->second.since >= idle) {
-      CloseHandle(inst, it->second.fd);
+    if (now - it->since >= idle) {
+      CloseHandle(inst, it->fd);
       it = inst->fd_cache.erase(it);
     } else {
       ++it;
@@ -228,6 +265,7 @@ Napi::Value SweepCache(const Napi::CallbackInfo& info) {
 void InitLocks(Napi::Env env, Napi::Object exports) {
   exports.Set("lock", Napi::Function::New(env, Lock, "lock"));
   exports.Set("query", Napi::Function::New(env, Query, "query"));
+  exports.Set("plan", Napi::Function::New(env, Plan, "plan"));
   exports.Set("acquire", Napi::Function::New(env, Acquire, "acquire"));
   exports.Set("release", Napi::Function::New(env, Release, "release"));
   exports.Set("sweepCache", Napi::Function::New(env, SweepCache, "sweepCache"));

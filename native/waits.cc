@@ -26,6 +26,18 @@ struct WaitCtx {
   std::atomic<bool> freed{false};
   std::atomic<bool> stuck{false};
   std::atomic<bool> posted{false};  // the pool thread has handed the result on
+  bool cancelled = false;           // JS thread: a cancel settled the wait
+  // The follow-up after a grant (FollowUp), when waitStart was given a path:
+  // the remaining steps, without waiting, and the identity check.
+  bool follow = false;
+  int nthen = 0;
+  p::LockRequest then[kMaxSteps];
+  std::string verify_path;
+  bool reusable = false;  // a read-write descriptor whose whole lock release() may keep open for reuse
+  int follow_state = -1;  // -1 every step taken and the file verified, k contended at then[k], -2 file replaced
+  int follow_err = 0;
+  const char* follow_syscall = nullptr;
+  p::Identity id;
   // Owners: the pool thread until it posts, the posted result until CallJs,
   // inst->waits while pending, and the JS handle until it is collected.
   // (An intrusive count rather than std::shared_ptr, whose inline code needs
@@ -84,6 +96,39 @@ void WaitSettled(Napi::Env env, Instance* inst) {
   }
 }
 
+// On the pool thread, right after the kernel granted the waited-for step: take
+// the remaining steps and check the file is still the one at the path, so the
+// JS thread wakes once to a finished lock (or to what stands in its way).
+void FollowUp(p::Waiter*, void* raw) {
+  WaitCtx* ctx = static_cast<WaitCtx*>(raw);
+  for (int k = 0; k < ctx->nthen; k++) {
+    int r = p::Lock(ctx->then[k], ctx->handle, false);
+    if (r == 0) continue;
+    if (p::IsContended(r)) {
+      ctx->follow_state = k;
+    } else {
+      ctx->follow_err = r;
+      ctx->follow_syscall = LockSyscall(ctx->then[k].primitive);
+    }
+    return;
+  }
+  p::Identity fid, pid;
+  int e = p::GetIdentity(ctx->handle, &fid);
+  if (e != 0) {
+    ctx->follow_err = e;
+    ctx->follow_syscall = "fstat";
+    return;
+  }
+  e = p::StatPathIdentity(ctx->verify_path.c_str(), &pid);
+  if (e != 0 && !p::IsMissing(e)) {
+    ctx->follow_err = e;
+    ctx->follow_syscall = "stat";
+    return;
+  }
+  ctx->follow_state = e == 0 && pid == fid ? -1 : -2;
+  ctx->id = fid;
+}
+
 // Runs on the JS thread for every finished wait.
 void CallJs(napi_env raw_env, napi_value, void*, void* data) {
   CtxRef ctx(static_cast<WaitCtx*>(data));  // the posted result's reference
@@ -99,8 +144,20 @@ void CallJs(napi_env raw_env, napi_value, void*, void* data) {
   WaitSettled(env, ctx->inst);
   Napi::FunctionReference cb = std::move(ctx->callback);
   Napi::HandleScope scope(env);
-  if (result == 0) {
+  if (result == 0 && !ctx->follow) {
     cb.Call({env.Null()});
+  } else if (result == 0 && ctx->follow_err != 0) {
+    cb.Call({MakeSystemError(env, ctx->follow_err, ctx->follow_syscall, ctx->verify_path).Value()});
+  } else if (result == 0) {
+    Napi::Value identity = env.Undefined();
+    if (ctx->follow_state == -1) {
+      identity = Napi::String::New(env, IdentityKey(ctx->id));
+      // taken whole, like acquire() takes it: release() may keep the descriptor open for the next lock
+      if (ctx->reusable && !ctx->cancelled) {
+        ctx->inst->acquired[ctx->handle] = Instance::Held{ctx->id, ctx->verify_path};
+      }
+    }
+    cb.Call({env.Null(), Napi::Number::New(env, ctx->follow_state), identity});
   } else {
     cb.Call({MakeSystemError(env, result, LockSyscall(ctx->primitive)).Value()});
   }
@@ -113,8 +170,13 @@ void WaitDoneOnThread(p::Waiter*, void* raw) {
   ctx->posted.store(true);
 }
 
-// waitStart(primitive, fd, type, start, len, callback) -> handle
-// The callback receives (null) once the lock is granted or (error).
+// waitStart(primitive, fd, type, start, len, callback[, path, reusable, steps...]) -> handle
+// The callback receives (null) once the lock is granted or (error). Given the
+// path and the steps after this one (StepArgs' forms; 0 for none), the pool
+// thread takes those and checks the file's identity too (FollowUp), and the
+// callback receives (null, state, identity): state -1 with the identity when
+// the lock is whole, k when then-step k is held by someone else (the wait
+// continues there), -2 when the file at `path` was replaced meanwhile.
 Napi::Value WaitStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   p::handle_t h;
@@ -134,6 +196,13 @@ Napi::Value WaitStart(const Napi::CallbackInfo& info) {
   ctx->handle = h;
   ctx->primitive = req.primitive;
   ctx->callback = Napi::Persistent(info[5].As<Napi::Function>());
+  if (info.Length() > 8 && info[6].IsString()) {
+    ctx->follow = true;
+    ctx->verify_path = info[6].As<Napi::String>().Utf8Value();
+    ctx->reusable = BoolArg(info, 7);
+    size_t next;
+    if (IntArg(info, 8, "steps") != 0) ctx->nthen = StepArgs(info, 8, req.type, ctx->then, &next);
+  }
   {
     // registered before the thread can report: CallJs runs on this thread later
     std::lock_guard<std::mutex> lk(inst->mu);
@@ -141,7 +210,7 @@ Napi::Value WaitStart(const Napi::CallbackInfo& info) {
   }
   WaitCtx* arg = Retain(ctx.get());
   p::Waiter* w = nullptr;
-  int r = p::WaitStart(req, h, WaitDoneOnThread, arg, &w);
+  int r = p::WaitStart(req, h, WaitDoneOnThread, arg, &w, ctx->follow ? FollowUp : nullptr);
   if (r != 0) {
     Release(arg);
     Unregister(ctx.get());
@@ -155,6 +224,7 @@ Napi::Value WaitStart(const Napi::CallbackInfo& info) {
 
 int CancelCtx(WaitCtx* ctx, int budget_ms) {
   if (ctx->freed.load()) return -1;
+  ctx->cancelled = true;
   int outcome = p::WaitCancel(ctx->waiter, budget_ms);
   if (outcome == p::kCancelStuck) {
     ctx->stuck.store(true);

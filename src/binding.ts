@@ -62,25 +62,26 @@ export interface Binding {
   /** rename that fails with EEXIST instead of replacing; ENOSYS where it cannot. */
   renameNoReplace(from: string, to: string): void;
   /**
+   * Registers a list of steps (primitive, start, len triples) for acquire()
+   * and release(): returns its plan number (negative), or 0 when this thread
+   * has registered too many (then pass the steps themselves).
+   */
+  plan(steps: number, ...triples: number[]): number;
+  /**
    * Fast path: opens `path` (read-write, never following or creating through a
    * symlink; OPEN_CREATE creates a missing file with O_EXCL), takes the steps
-   * (primitive, start, len triples) in order without waiting, and checks the
-   * file is still the one at `path`. Returns its identity; `out[0]` is the
-   * descriptor, `out[1]` -1 when every step was taken, else the contended
-   * step (the descriptor stays open holding the earlier ones).
+   * (a plan number, or their count and triples) in order without waiting, and
+   * checks the file is still the one at `path`. Returns its identity; `out[0]`
+   * is the descriptor, `out[1]` -1 when every step was taken, else the
+   * contended step (the descriptor stays open holding the earlier ones).
    */
-  acquire(path: string, flags: number, type: number, steps: number, ...triples: number[]): string;
+  acquire(path: string, flags: number, type: number, planOrSteps: number, ...triples: number[]): string;
   /**
-   * Fast path: unlocks the steps in reverse order, then closes — or, given a
-   * final path (the one it was acquired by), keeps the descriptor open
-   * (unlocked) for the next acquire() of that path.
+   * Fast path: unlocks the steps in reverse order, then closes — or, with
+   * `keepOpen`, keeps the descriptor open (unlocked) for the next acquire() of
+   * the path it was acquired by.
    */
-  release(
-    fd: number,
-    type: number,
-    steps: number,
-    ...triplesThenKeepOpenPath: Array<number | string | undefined>
-  ): void;
+  release(fd: number, keepOpen: boolean, planOrSteps: number, ...triples: number[]): void;
   /** Closes kept-open descriptors idle for `idleMs` (0: all); returns how many stay. */
   sweepCache(idleMs: number): number;
   /** Results of acquire(): [descriptor, contended step or -1]. */
@@ -88,13 +89,24 @@ export interface Binding {
   /** One lock system call; false when contended (never for unlock). */
   lock(primitive: number, fd: number, type: number, start: number, len: number, wait: boolean): boolean;
   query(primitive: number, fd: number, type: number, start: number, len: number): QueryResult;
+  /**
+   * Waits on a native thread. Given `verifyPath`, `reusable` (a read-write
+   * descriptor release() may keep open) and the steps after this one
+   * (0 for none, a plan, or count + triples), that thread also takes those and
+   * checks the file's identity once granted; the callback then receives
+   * `state` (-1 whole, with `identity`; k: then-step k is contended; -2: the
+   * file at the path was replaced).
+   */
   waitStart(
     primitive: number,
     fd: number,
     type: number,
     start: number,
     len: number,
-    callback: (err: Error | null) => void,
+    callback: (err: Error | null, state?: number, identity?: string) => void,
+    verifyPath?: string,
+    reusable?: boolean,
+    ...thenSteps: number[]
   ): WaitHandle;
   waitCancel(handle: WaitHandle, budgetMs: number): CancelOutcome;
   /** 1 granted, 0 timed out, 2 stuck (the fd now belongs to the waiter thread). */

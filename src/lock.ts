@@ -55,7 +55,7 @@ import {
   type LostLock,
 } from './strategy.js';
 import { unlinkIfHeld } from './unlink.js';
-import type { WaitContext, WaitFailure } from './wait.js';
+import type { WaitContext, WaitFailure, WaitOutcome } from './wait.js';
 
 // ---------------------------------------------------------------------------
 // What this thread holds
@@ -196,6 +196,25 @@ function begin(path: string, p: ParsedLockOptions, s: LockStrategy): FileLock | 
       undo(o);
       throw err;
     }
+  }
+}
+
+/** After a wait on `c.step` whose waiter thread took the rest too (see LockStrategy.waitStep). */
+function afterWait(
+  path: string,
+  p: ParsedLockOptions,
+  s: LockStrategy,
+  c: Contended,
+  o: WaitOutcome,
+): FileLock | Contended {
+  try {
+    if (o.state >= 0) return { ...c, step: c.step + 1 + o.state };
+    if (o.state === -1) return finishLock(path, p, c, o.identity!);
+    undo(c); // the file was replaced or deleted while we waited: start over
+    return begin(path, p, s);
+  } catch (err) {
+    undo(c);
+    throw err;
   }
 }
 
@@ -416,12 +435,13 @@ async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
   const ctx = waitContext(path, p.timeout, p.signal, () => c.h.fd, deadline);
   try {
     for (;;) {
+      let o: WaitOutcome | undefined;
       try {
-        await c.s.wait(c.h, c.s.steps[c.step]!, typeOf(p.mode), ctx);
+        o = await c.s.waitStep(c.h, c.step, typeOf(p.mode), ctx, path);
       } catch (err) {
         failed(c, err);
       }
-      r = resume(path, p, s, c);
+      r = o ? afterWait(path, p, s, c, o) : resume(path, p, s, c);
       if (r instanceof FileLock) {
         // The rest of the line is served when this lock is released; shared
         // waiters right behind a shared lock come in now.
@@ -582,7 +602,7 @@ export class FileLock {
     if (h.fd < 0) return;
     try {
       // unlocks every step explicitly, then closes (or keeps the descriptor for the next lock of this path)
-      this.#strategy.releaseFast(h, this.#keepOpen ? this.path : undefined);
+      this.#strategy.releaseFast(h, this.#keepOpen);
     } catch (err) {
       failure ??= err;
     } finally {
@@ -685,10 +705,15 @@ const TRY_LOCK_OPTIONS = new Set([...LOCK_OPTION_NAMES].filter((n) => n !== 'tim
 const LOCK_SYNC_OPTIONS = new Set([...TRY_LOCK_OPTIONS, 'timeout']);
 
 /** Waits until the lock is acquired (or `timeout` / `signal` end the wait). */
-export async function lock(path: string, options?: LockOptions): Promise<FileLock> {
-  checkPath(path);
-  const p = parseLockOptions(options);
-  return acquire(path, p);
+export function lock(path: string, options?: LockOptions): Promise<FileLock> {
+  // Not an async function: it would resolve with acquire()'s promise two
+  // microtask turns later, in every hand-off. Errors still reject.
+  try {
+    checkPath(path);
+    return acquire(path, parseLockOptions(options));
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
 }
 
 /** One synchronous try; null when someone else holds the lock. Never waits. */

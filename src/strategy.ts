@@ -16,7 +16,15 @@
 import { binding, C } from './binding.js';
 import { invalidArgValue, notSupportedError, readOnlyError } from './errors.js';
 import { primitives, type PrimitiveName, type ResolvedPrimitive } from './primitives.js';
-import { kernelWait, kernelWaitSync, pollWait, pollWaitSync, type WaitContext, type WaitFailure } from './wait.js';
+import {
+  kernelWait,
+  kernelWaitSync,
+  pollWait,
+  pollWaitSync,
+  type WaitContext,
+  type WaitFailure,
+  type WaitOutcome,
+} from './wait.js';
 import type { LockMode, LockRange } from './options.js';
 
 /**
@@ -87,9 +95,9 @@ export abstract class LockStrategy {
 
   /**
    * Unlocks every step (reverse order) and closes, in one native call; with
-   * `keepOpenPath` the descriptor may stay open for the next lock of that path.
+   * `keepOpen` the descriptor may stay open for the next lock of its path.
    */
-  releaseFast(h: LockHandle, _keepOpenPath?: string): void {
+  releaseFast(h: LockHandle, _keepOpen?: boolean): void {
     try {
       this.unlock(h);
     } finally {
@@ -117,6 +125,23 @@ export abstract class LockStrategy {
   async wait(h: LockHandle, step: Step, type: number, ctx: WaitContext): Promise<void> {
     if (this.poll) await pollWait(() => this.tryStep(h, step, type), ctx);
     else await kernelWait({ primitive: step.primitive, fd: h.fd, type, start: step.start, len: step.len }, ctx);
+  }
+
+  /**
+   * Waits for step `index` of a lock being taken on `path`. Where the waiter
+   * thread can, it also takes the later steps and checks the file's identity
+   * before waking JavaScript, and this resolves with what it found;
+   * undefined means the caller takes the rest itself.
+   */
+  async waitStep(
+    h: LockHandle,
+    index: number,
+    type: number,
+    ctx: WaitContext,
+    _path: string,
+  ): Promise<WaitOutcome | undefined> {
+    await this.wait(h, this.steps[index]!, type, ctx);
+    return undefined;
   }
 
   /** Synchronous twin of wait(). */
@@ -159,14 +184,41 @@ export abstract class LockStrategy {
 
 /** flock, OFD and their Linux pair: one kernel call per step on one descriptor. */
 class KernelStrategy extends LockStrategy {
-  // the steps as the native fast path takes them: count, then (primitive, start, len) each
-  readonly #n: number;
+  // The steps as the native fast path takes them: a plan number registered
+  // once (whole-file strategies, cached by strategyFor), else count + triples.
   readonly #a: number[];
+  #plan: number;
+  // For each step, the steps after it (count + triples) for the waiter thread to take.
+  readonly #rest: number[][];
 
-  constructor(resolved: ResolvedPrimitive, steps: readonly Step[], poll: boolean) {
+  constructor(resolved: ResolvedPrimitive, steps: readonly Step[], poll: boolean, registerPlan = false) {
     super(resolved, steps, poll);
-    this.#n = steps.length;
-    this.#a = steps.flatMap((x) => [x.primitive, x.start, x.len]);
+    const triples = (from: number) => steps.slice(from).flatMap((x) => [x.primitive, x.start, x.len]);
+    this.#a = [steps.length, ...triples(0)];
+    this.#plan = registerPlan ? binding.plan(...(this.#a as [number, ...number[]])) : 0;
+    this.#rest = steps.map((_, i) => [steps.length - i - 1, ...triples(i + 1)]);
+  }
+
+  override waitStep(
+    h: LockHandle,
+    index: number,
+    type: number,
+    ctx: WaitContext,
+    path: string,
+  ): Promise<WaitOutcome | undefined> {
+    if (this.poll) return super.waitStep(h, index, type, ctx, path);
+    const step = this.steps[index]!;
+    return kernelWait(
+      {
+        primitive: step.primitive,
+        fd: h.fd,
+        type,
+        start: step.start,
+        len: step.len,
+        then: { path, reusable: h.writable, steps: this.#rest[index]! },
+      },
+      ctx,
+    );
   }
 
   override get fast(): boolean {
@@ -174,22 +226,20 @@ class KernelStrategy extends LockStrategy {
   }
 
   override acquireFast(path: string, create: boolean, type: number): FastResult {
-    const a = this.#a;
     const flags = C.OPEN_WRITE | (create ? C.OPEN_CREATE : 0);
     const identity =
-      this.#n === 2
-        ? binding.acquire(path, flags, type, 2, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!)
-        : binding.acquire(path, flags, type, 1, a[0]!, a[1]!, a[2]!);
+      this.#plan !== 0
+        ? binding.acquire(path, flags, type, this.#plan)
+        : binding.acquire(path, flags, type, ...(this.#a as [number, ...number[]]));
     const out = binding.out;
     return { fd: out[0]!, identity, contended: out[1]! };
   }
 
-  override releaseFast(h: LockHandle, keepOpenPath?: string): void {
-    const a = this.#a;
-    const keep = KEEP_OPEN ? keepOpenPath : undefined;
-    if (this.#n === 2) binding.release(h.fd, C.UNLOCK, 2, a[0]!, a[1]!, a[2]!, a[3]!, a[4]!, a[5]!, keep);
-    else binding.release(h.fd, C.UNLOCK, 1, a[0]!, a[1]!, a[2]!, keep);
-    if (keep !== undefined) armSweep();
+  override releaseFast(h: LockHandle, keepOpen?: boolean): void {
+    const keep = KEEP_OPEN && keepOpen === true;
+    if (this.#plan !== 0) binding.release(h.fd, keep, this.#plan);
+    else binding.release(h.fd, keep, ...(this.#a as [number, ...number[]]));
+    if (keep) armSweep();
   }
 
   tryStep(h: LockHandle, step: Step, type: number): boolean {
@@ -297,6 +347,7 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
   const start = range ? range.offset : 0;
   const len = range ? range.length : 0;
   const kernelWaits = C.NATIVE_WAIT;
+  const plan = !range; // built once per thread (strategyFor caches it)
   switch (resolved) {
     case 'flock+ofd':
       return new KernelStrategy(
@@ -306,11 +357,12 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
           { primitive: C.OFD, start: 0, len: 0 },
         ],
         !kernelWaits,
+        plan,
       );
     case 'flock':
-      return new KernelStrategy(resolved, [{ primitive: C.FLOCK, start: 0, len: 0 }], !kernelWaits);
+      return new KernelStrategy(resolved, [{ primitive: C.FLOCK, start: 0, len: 0 }], !kernelWaits, plan);
     case 'ofd':
-      return new KernelStrategy(resolved, [{ primitive: C.OFD, start, len }], !kernelWaits);
+      return new KernelStrategy(resolved, [{ primitive: C.OFD, start, len }], !kernelWaits, plan);
     case 'posix':
       return new RegistryStrategy(resolved, [{ primitive: C.POSIX, start, len }], true);
     case 'windows':
@@ -319,6 +371,7 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
         resolved,
         [{ primitive: C.WINDOWS, start: range ? start : WINDOWS_LOCK_OFFSET, len: range ? len : 1 }],
         true,
+        plan,
       );
   }
 }

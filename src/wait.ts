@@ -16,6 +16,19 @@ export interface KernelWait {
   type: number;
   start: number;
   len: number;
+  /** Finish on the waiter thread: the path to verify and the steps after this one (count + triples). */
+  then?: { path: string; reusable: boolean; steps: number[] };
+}
+
+/**
+ * What the waiter thread did after the grant when asked to finish the lock
+ * (KernelWait.then): `state` -1 means every step is taken and the file is
+ * still the one at the path (`identity`); k means the k-th of the `then`
+ * steps is held by someone else; -2 means the file was replaced meanwhile.
+ */
+export interface WaitOutcome {
+  state: number;
+  identity: string | undefined;
 }
 
 export interface WaitContext {
@@ -64,9 +77,12 @@ function failure(ctx: WaitContext, why: 'timeout' | 'abort'): WaitFailure {
   ) as WaitFailure;
 }
 
-/** Blocks in the kernel on a native thread until granted, timed out or aborted. */
-export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
+/**
+ * Blocks in the kernel on a native thread until granted, timed out or
+ * aborted. With `req.then`, resolves with what the thread did after the grant.
+ */
+export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<WaitOutcome | undefined> {
+  return new Promise<WaitOutcome | undefined>((resolve, reject) => {
     if (ctx.signal?.aborted) return reject(failure(ctx, 'abort'));
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
@@ -75,12 +91,25 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<void> {
       if (timer) clearTimeout(timer);
       ctx.signal?.removeEventListener('abort', onAbort);
     };
-    const handle = binding.waitStart(req.primitive, req.fd, req.type, req.start, req.len, (err) => {
+    const done = (err: Error | null, state?: number, identity?: string) => {
       if (settled) return;
       cleanup();
       if (err) reject(err);
-      else resolve();
-    });
+      else resolve(state === undefined ? undefined : { state, identity });
+    };
+    const handle = req.then
+      ? binding.waitStart(
+          req.primitive,
+          req.fd,
+          req.type,
+          req.start,
+          req.len,
+          done,
+          req.then.path,
+          req.then.reusable,
+          ...req.then.steps,
+        )
+      : binding.waitStart(req.primitive, req.fd, req.type, req.start, req.len, done);
     const cancel = (why: 'timeout' | 'abort') => {
       if (settled) return;
       const outcome = binding.waitCancel(handle, CANCEL_BUDGET_MS);

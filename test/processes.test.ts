@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lock, tryLock } from '../src/index.js';
 import { attach, cleanupTempDirs, run, since, sleep, startNode, tempDir } from './helpers.js';
@@ -52,6 +52,57 @@ describe('foreign lockers', () => {
     await h.exited;
     const l = await lock(p, { timeout: 5000 });
     l.release();
+  });
+
+  it('a wait granted flock while python still holds lockf goes on waiting for it, then takes both', async () => {
+    if (process.platform !== 'linux') return;
+    const p = join(tempDir(), 'k.lock');
+    // util-linux flock holds the flock half, python the POSIX half
+    const f = attach(
+      spawn('flock', [p, '-c', 'echo locked $$; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+    );
+    const shellPid = Number((await f.waitFor(/^locked \d+$/)).split(' ')[1]);
+    const py = attach(spawn('python3', ['-c', pyLockf(p, true)], { stdio: ['ignore', 'pipe', 'inherit'] }));
+    await py.waitFor('locked');
+    let granted = false;
+    const pending = lock(p, { timeout: 30_000 }).then((l) => {
+      granted = true;
+      return l;
+    });
+    await sleep(100); // waiting in the kernel on flock
+    f.child.kill('SIGKILL');
+    await f.exited;
+    process.kill(shellPid, 'SIGKILL'); // the command (sh exec'd into sleep) inherited the lock: end it too
+    // the waiter thread now has flock, finds the POSIX lock in the way of OFD, and waits there
+    await sleep(300);
+    expect(granted).toBe(false);
+    expect((await run('flock', ['-n', p, 'true'])).code).toBe(1); // flock is ours meanwhile
+    py.child.kill('SIGKILL');
+    await py.exited;
+    const l = await pending;
+    expect(granted).toBe(true);
+    expect((await run('python3', ['-c', pyLockf(p, false)])).code).toBe(1);
+    l.release();
+    expect((await run('python3', ['-c', pyLockf(p, false)])).code).toBe(0);
+  });
+
+  it('a lock taken after a wait keeps its descriptor for the next lock of the path, as an uncontended one does', async () => {
+    const p = join(tempDir(), 'm.lock');
+    const holder = startNode('hold.cjs', [p]);
+    await holder.waitFor('locked');
+    const pending = lock(p);
+    await sleep(50);
+    holder.child.stdin!.write('release\n');
+    const first = await pending;
+    const fd = first.fd;
+    first.release();
+    // had the descriptor been closed, this would take its number
+    const other = openSync('/dev/null', 'r');
+    const again = await lock(p);
+    expect(again.fd).toBe(fd); // the same open file, kept for reuse
+    again.release();
+    closeSync(other);
+    holder.child.kill('SIGKILL');
   });
 
   it('flock alone does not exclude POSIX lockers on Linux (why auto holds both)', async () => {

@@ -109,8 +109,11 @@ struct Waiter;
 using WaitDone = void (*)(Waiter* w, void* ctx);
 // Starts the wait. `done` runs on the pool thread once the system call has
 // returned (a cancel only makes it return sooner), except after kCancelStuck;
-// `ctx` is passed through.
-int WaitStart(const LockRequest& req, handle_t h, WaitDone done, void* ctx, Waiter** out);
+// `ctx` is passed through. `granted`, if given, runs on the pool thread right
+// after the call granted the lock and before the wait counts as finished (so
+// WaitCancel waits for it), unless a cancel was asked for: the place for the
+// few non-blocking calls that follow a grant, without waking another thread.
+int WaitStart(const LockRequest& req, handle_t h, WaitDone done, void* ctx, Waiter** out, WaitDone granted = nullptr);
 // Result of a finished wait: 0 = granted, otherwise the error number.
 int WaitResult(Waiter* w);
 enum CancelOutcome : int {

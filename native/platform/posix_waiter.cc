@@ -115,6 +115,7 @@ struct Waiter {
   LockRequest req;
   int fd = -1;
   WaitDone done = nullptr;
+  WaitDone granted = nullptr;
   void* ctx = nullptr;
   pthread_t thread{};
   std::atomic<bool> cancel{false};
@@ -149,6 +150,7 @@ void RunJob(Waiter* w) {
     if (r == EINTR && !w->cancel.load()) continue;
     break;
   }
+  if (r == 0 && w->granted != nullptr && !w->cancel.load()) w->granted(w, w->ctx);
   bool abandoned;
   {
     std::lock_guard<std::mutex> lk(w->mu);
@@ -202,12 +204,13 @@ void* PoolMain(void* arg) {
 
 bool WaitSupported() { return true; }
 
-int WaitStart(const LockRequest& req, handle_t h, WaitDone done, void* ctx, Waiter** out) {
+int WaitStart(const LockRequest& req, handle_t h, WaitDone done, void* ctx, Waiter** out, WaitDone granted) {
   EnsureWakeHandler();
   Waiter* w = new Waiter();
   w->req = req;
   w->fd = static_cast<int>(h);
   w->done = done;
+  w->granted = granted;
   w->ctx = ctx;
   std::lock_guard<std::mutex> lk(g_pool_mu);
   if (!g_idle.empty()) {

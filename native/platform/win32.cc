@@ -186,7 +186,7 @@ int Query(const LockRequest&, handle_t, LockQuery*) { return ERROR_NOT_SUPPORTED
 
 // Waits are not done on native threads here (see the top of this file).
 bool WaitSupported() { return false; }
-int WaitStart(const LockRequest&, handle_t, WaitDone, void*, Waiter**) { return ERROR_NOT_SUPPORTED; }
+int WaitStart(const LockRequest&, handle_t, WaitDone, void*, Waiter**, WaitDone) { return ERROR_NOT_SUPPORTED; }
 int WaitResult(Waiter*) { return ERROR_NOT_SUPPORTED; }
 int WaitCancel(Waiter*, int) { return kCancelInterrupted; }
 void WaitFree(Waiter*) {}
