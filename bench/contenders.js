@@ -154,11 +154,29 @@ const contenders = {
   },
 };
 
+// What any drop-in must do at least, because processes running the upstream
+// packages look for it: create and delete the artefact (uncontended only).
+contenders['artefact floor: mkdir, stat, rmdir (proper-lockfile)'] = {
+  shared: false,
+  cycle: (p) => {
+    fs.mkdirSync(`${p}.lock`);
+    fs.statSync(`${p}.lock`);
+    fs.rmdirSync(`${p}.lock`);
+  },
+};
+contenders['artefact floor: open wx, close, unlink (lockfile)'] = {
+  shared: false,
+  cycle: (p) => {
+    fs.closeSync(fs.openSync(p, 'wx'));
+    fs.unlinkSync(p);
+  },
+};
+
 for (const k of Object.keys(contenders)) if (!contenders[k]) delete contenders[k];
 
 /** The path each contender locks: proper-lockfile and lockfile make their own artefacts. */
 function lockPathFor(name, base) {
-  if (name === 'lockfile' || name === 'fslock/lockfile') return `${base}.lf`;
+  if (name === 'lockfile' || name === 'fslock/lockfile' || name.endsWith('(lockfile)')) return `${base}.lf`;
   return base;
 }
 

@@ -25,6 +25,14 @@ Napi::Value Close(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// adopt(fd): a descriptor opened outside fslock (by the compat layers, with
+// Node's fs, so callers' fs hooks see the open) becomes one of this
+// environment's: closed at teardown like those open() returns.
+Napi::Value Adopt(const Napi::CallbackInfo& info) {
+  TrackHandle(Inst(info.Env()), IntArg(info, 0, "fd"));
+  return info.Env().Undefined();
+}
+
 Napi::Value Identity(const Napi::CallbackInfo& info) {
   p::Identity id;
   int r = p::GetIdentity(IntArg(info, 0, "fd"), &id);
@@ -100,6 +108,7 @@ Napi::Value RenameNoReplace(const Napi::CallbackInfo& info) {
 void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("adopt", Napi::Function::New(env, Adopt, "adopt"));
   exports.Set("identity", Napi::Function::New(env, Identity, "identity"));
   exports.Set("pathIdentity", Napi::Function::New(env, PathIdentity, "pathIdentity"));
   exports.Set("fsInfo", Napi::Function::New(env, FsInfo, "fsInfo"));

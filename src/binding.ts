@@ -51,6 +51,8 @@ export interface Binding {
   open(path: string, flags: number): number;
   /** Closes through the POSIX registry so a close never drops a registry lock. */
   close(fd: number): void;
+  /** Makes a descriptor opened elsewhere one of this thread's (closed at teardown like open()'s). */
+  adopt(fd: number): void;
   /** "dev:ino" of an open file. */
   identity(fd: number): string;
   /** "dev:ino" of the file at path, or null when there is none. */

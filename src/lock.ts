@@ -741,8 +741,32 @@ export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): F
  */
 export function tryLockNew(path: string): FileLock | null {
   checkPath(path);
-  const p = { ...parseLockOptions({}), createNew: true };
+  // keepOpen: false — these files are deleted while locked: never reuse their descriptors
+  const p = { ...parseLockOptions({ keepOpen: false }), createNew: true };
   return acquireSync(path, p, false);
+}
+
+/**
+ * @internal For the compatibility layers: locks exclusively, without waiting,
+ * the file the caller has just created at `path` with O_CREAT|O_EXCL (a file
+ * of fslock's own by construction) and opened for writing as `fd`, which this
+ * takes over: it is closed when the lock is released, or at once when the
+ * lock cannot be had (null) or the file is no longer at `path` (null).
+ */
+export function lockCreatedFile(path: string, fd: number): FileLock | null {
+  binding.adopt(fd);
+  const p = parseLockOptions({ keepOpen: false });
+  const o: Opened = { h: { fd, writable: true, registryId: null }, s: strategyFor(p.primitive, undefined, path) };
+  let r: FileLock | Contended | null;
+  try {
+    r = advance(path, p, o, 0);
+  } catch (err) {
+    undo(o);
+    throw err;
+  }
+  if (r instanceof FileLock) return r;
+  if (r) undo(r);
+  return null;
 }
 
 /** Acquires, runs `fn(lock)`, and always releases, returning what `fn` returned. */

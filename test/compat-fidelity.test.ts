@@ -79,6 +79,52 @@ describe('fslock/lockfile errors and retries as upstream', () => {
     expect(existsSync(p)).toBe(true);
     lf.unlockSync(p);
   });
+
+  it('opens through fs.openSync (lockSync) and fs.open (lock), so hooks on them see and can fail every attempt', async () => {
+    const dir = tempDir();
+    // a CommonJS program, as users and upstream's tests load it: hooks on the fs module object apply
+    const script = `
+      const fs = require('fs');
+      const lockFile = require(${JSON.stringify(join(DIST, 'compat', 'lockfile.js'))});
+      const out = {};
+      let fails = 4;
+      const realSync = fs.openSync;
+      fs.openSync = (p, mode) => {
+        if (fails-- > 0) throw Object.assign(new Error('injected'), { code: fails % 2 ? 'EEXIST' : 'ENOENT' });
+        return realSync(p, mode);
+      };
+      lockFile.lockSync(${JSON.stringify(join(dir, 'a.lock'))}, { retries: 4 });
+      out.syncFailsLeft = fails;
+      out.syncExists = fs.existsSync(${JSON.stringify(join(dir, 'a.lock'))});
+      lockFile.unlockSync(${JSON.stringify(join(dir, 'a.lock'))});
+      fs.openSync = realSync;
+      let asyncFails = 2;
+      const real = fs.open;
+      fs.open = (p, mode, cb) => {
+        if (asyncFails-- > 0) return process.nextTick(cb, Object.assign(new Error('injected'), { code: 'ENOENT' }));
+        return real(p, mode, cb);
+      };
+      lockFile.lock(${JSON.stringify(join(dir, 'b.lock'))}, { retries: 1 }, (err) => {
+        out.asyncFirst = err ? err.message : null; // one retry is not enough for two failures
+        lockFile.lock(${JSON.stringify(join(dir, 'b.lock'))}, { retries: 1 }, (err2) => {
+          out.asyncSecond = err2 ? err2.message : null;
+          out.asyncFailsLeft = asyncFails;
+          lockFile.unlockSync(${JSON.stringify(join(dir, 'b.lock'))});
+          out.left = fs.readdirSync(${JSON.stringify(dir)});
+          console.log(JSON.stringify(out));
+        });
+      });`;
+    const r = await run(process.execPath, ['-e', script]);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({
+      syncFailsLeft: -1, // four injected failures, retried, then the real open
+      syncExists: true,
+      asyncFirst: 'injected',
+      asyncSecond: null,
+      asyncFailsLeft: -1,
+      left: [], // no temporary file or lock file left behind
+    });
+  });
 });
 
 describe('cleanup on SIGINT, SIGTERM and SIGHUP, as upstream', () => {

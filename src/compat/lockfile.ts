@@ -20,7 +20,16 @@ import { errorCode } from '../errors.js';
 import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
 import { fileHoldsRecord } from '../holder.js';
-import { cleanupOnExit, isHeld, placeLocked, probeMarker, sleep, waitForRelease } from './shared.js';
+import {
+  cleanupOnExit,
+  isHeld,
+  placeLocked,
+  probeMarker,
+  sleep,
+  tempNameFor,
+  waitForRelease,
+  type CreatedTemp,
+} from './shared.js';
 
 interface Options {
   /** Milliseconds to wait for the lock to be released. */
@@ -59,8 +68,12 @@ function isStale(path: string, stale: number | undefined): boolean {
   }
 }
 
-/** One try's outcome: taken, or held (by an fslock process or someone else) with the error to report. */
-type TryOutcome = { ok: true } | { ok: false; fslock: boolean; err: Error };
+/**
+ * One try's outcome: taken, or held (by an fslock process or someone else)
+ * with the error to report, or `again`: the file went away meanwhile, try
+ * again at once (not counted as a retry).
+ */
+type TryOutcome = { ok: true } | { ok: false; fslock: boolean; err: Error; again?: boolean };
 
 /** The error upstream's open(path, 'wx') gives: EEXIST, syscall 'open', the lock path. */
 function existsError(path: string): Error {
@@ -72,42 +85,82 @@ function existsError(path: string): Error {
   });
 }
 
+// The lock file is placed from a temporary file this layer creates with
+// Node's fs ('wx', as upstream opens the lock file itself), so code that hooks
+// fs.open / fs.openSync (tests injecting failures, instrumentation) sees each
+// attempt as it would upstream: lockSync through fs.openSync, lock through fs.open.
+
+function createTempSync(path: string): CreatedTemp {
+  const tmp = tempNameFor(path);
+  return { tmp, fd: fs.openSync(tmp, 'wx') };
+}
+
+function createTemp(path: string): Promise<CreatedTemp> {
+  const tmp = tempNameFor(path);
+  return new Promise((resolve, reject) => {
+    fs.open(tmp, 'wx', (err, fd) => (err ? reject(err) : resolve({ tmp, fd })));
+  });
+}
+
 /**
- * One try. Upstream retries any failure to open the lock file (ENOENT while
- * its directory does not exist yet, say), not only EEXIST: so do we.
+ * One try with a freshly created temporary file. Upstream retries any
+ * failure to open the lock file (ENOENT while its directory does not exist
+ * yet, say), not only EEXIST: so do we.
  */
-function attempt(path: string, opts: Options): TryOutcome {
+function attempt(path: string, opts: Options, created: CreatedTemp): TryOutcome {
   try {
-    return attemptOnce(path, opts);
+    return attemptWith(path, opts, created);
   } catch (err) {
     return { ok: false, fslock: false, err: err as Error };
   }
 }
 
-function attemptOnce(path: string, opts: Options): TryOutcome {
-  for (;;) {
+function attemptWith(path: string, opts: Options, created: CreatedTemp): TryOutcome {
+  try {
+    locks.set(path, placeLocked(path, 'link', true, created));
+    installCleanup();
+    return { ok: true };
+  } catch (linkErr) {
+    if (errorCode(linkErr) !== 'EEXIST') throw linkErr;
+    const err = existsError(path);
+    const probe = probeMarker(path);
+    if (probe.state === 'absent') return { ok: false, fslock: false, err, again: true }; // released meanwhile
+    if (probe.state === 'live') return { ok: false, fslock: true, err };
+    // Not a lock file anyone can hold (a dangling symlink): EEXIST, as upstream says.
+    if (probe.state === 'foreign') return { ok: false, fslock: false, err };
+    // Nobody holds it in the kernel: a dead fslock holder's file (it carries
+    // our record) is replaced at once; a real lockfile user's file only once stale.
+    const takeOver = holdsFslockRecord(path) || isStale(path, opts.stale);
     try {
-      locks.set(path, placeLocked(path, 'link'));
-      installCleanup();
-      return { ok: true };
-    } catch (linkErr) {
-      if (errorCode(linkErr) !== 'EEXIST') throw linkErr;
-      const err = existsError(path);
-      const probe = probeMarker(path);
-      if (probe.state === 'absent') continue; // released meanwhile
-      if (probe.state === 'live') return { ok: false, fslock: true, err };
-      // Not a lock file anyone can hold (a dangling symlink): EEXIST, as upstream says.
-      if (probe.state === 'foreign') return { ok: false, fslock: false, err };
-      // Nobody holds it in the kernel: a dead fslock holder's file (it carries
-      // our record) is replaced at once; a real lockfile user's file only once stale.
-      const takeOver = holdsFslockRecord(path) || isStale(path, opts.stale);
-      try {
-        if (takeOver) fs.rmSync(path, { force: true });
-      } finally {
-        probe.lock!.release();
-      }
-      if (!takeOver) return { ok: false, fslock: false, err };
+      if (takeOver) fs.rmSync(path, { force: true });
+    } finally {
+      probe.lock!.release();
     }
+    return { ok: false, fslock: false, err, again: takeOver };
+  }
+}
+
+function trySync(path: string, opts: Options): TryOutcome {
+  for (;;) {
+    let a: TryOutcome;
+    try {
+      a = attempt(path, opts, createTempSync(path));
+    } catch (err) {
+      return { ok: false, fslock: false, err: err as Error };
+    }
+    if (a.ok || !a.again) return a;
+  }
+}
+
+async function tryAsync(path: string, opts: Options): Promise<TryOutcome> {
+  for (;;) {
+    let a: TryOutcome;
+    try {
+      a = attempt(path, opts, await createTemp(path));
+    } catch (err) {
+      return { ok: false, fslock: false, err: err as Error };
+    }
+    if (a.ok || !a.again) return a;
   }
 }
 
@@ -115,12 +168,12 @@ async function lockAsync(path: string, opts: Options): Promise<void> {
   let retries = typeof opts.retries === 'number' && opts.retries > 0 ? opts.retries : 0;
   for (;;) {
     const end = Date.now() + (typeof opts.wait === 'number' && opts.wait > 0 ? opts.wait : 0);
-    let a = attempt(path, opts);
+    let a = await tryAsync(path, opts);
     while (!a.ok && Date.now() < end) {
       const left = end - Date.now();
       if (a.fslock) await waitForRelease(path, left);
       else await sleep(Math.min(left, opts.pollPeriod || 100));
-      a = attempt(path, opts);
+      a = await tryAsync(path, opts);
     }
     if (a.ok) return;
     if (retries-- <= 0) throw a.err;
@@ -145,7 +198,7 @@ function lockSync(path: string, opts?: Options): void {
   if (o.wait || o.retryWait) throw new Error('opts.wait not supported sync for obvious reasons');
   let retries = typeof o.retries === 'number' && o.retries > 0 ? o.retries : 0;
   for (;;) {
-    const a = attempt(path, o);
+    const a = trySync(path, o);
     if (a.ok) return;
     if (retries-- <= 0) throw a.err;
   }
@@ -156,7 +209,7 @@ function unlockSync(path: string): void {
   locks.delete(path);
   if (held) {
     try {
-      fs.rmSync(path, { force: true }); // while still holding it
+      fs.unlinkSync(path); // while still holding it
     } catch {
       // best effort, as upstream
     }

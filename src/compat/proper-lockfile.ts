@@ -29,6 +29,7 @@ import {
   isHeld,
   pathIdentity,
   placeLocked,
+  unlinkIfPresent,
   probeMarker,
   retryBudgetMs,
   sleep,
@@ -161,6 +162,10 @@ function runSync<T>(g: FsRun<T>, fs: FsLike): T {
 }
 
 async function runAsync<T>(g: FsRun<T>, fs: FsLike): Promise<T> {
+  // No `fs` of the caller's to honour: the same calls on Node's fs, made
+  // synchronously (a few microseconds each) instead of a threadpool round
+  // trip each; the API stays asynchronous.
+  if (fs === nodeFs) return runSync(g, fs);
   let step = g.next();
   for (;;) {
     if (step.done) return step.value;
@@ -247,7 +252,7 @@ function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
     // The directory is ours; put the locked marker in it.
     let kernel: FileLock;
     try {
-      kernel = placeLocked(marker, 'rename');
+      kernel = placeLocked(marker, 'rename', false);
     } catch (err) {
       if (errorCode(err) === 'ENOENT') continue; // removed under us: start again
       try {
@@ -342,7 +347,7 @@ function forget(file: string, held: Held): void {
 /** Deletes the artefact while still holding the kernel lock, marker first, then the directory. */
 function* releaseG(held: Held): FsRun<void> {
   try {
-    if (pathIdentity(held.marker) === held.identity) nodeFs.rmSync(held.marker, { force: true });
+    if (pathIdentity(held.marker) === held.identity) unlinkIfPresent(held.marker);
     try {
       yield ['rmdir', held.dir];
     } catch (err) {

@@ -4,25 +4,47 @@ import { linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
 import { dirname, join } from 'path';
 import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
-import { lock, tryLock, tryLockNew, type FileLock } from '../lock.js';
+import { lock, lockCreatedFile, tryLock, tryLockNew, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
+
+/** Unique among this process's temporary files (with the pid: among every process's). */
+let tmpCounter = 0;
+const tmpSalt = randomBytes(4).toString('hex');
+
+/** A fresh name for a temporary file beside `target`. */
+export function tempNameFor(target: string): string {
+  return join(dirname(target), `.fslock-${process.pid}-${tmpSalt}${(tmpCounter++).toString(36)}.tmp`);
+}
+
+/** A temporary file the caller created (O_CREAT|O_EXCL, for writing) and its open descriptor. */
+export interface CreatedTemp {
+  tmp: string;
+  fd: number;
+}
 
 /**
  * Creates `target` atomically, already locked: lock a fresh temporary file,
  * then rename (mode 'rename') or hard-link (mode 'link', which fails with
  * EEXIST like O_EXCL) it into place. Anyone who finds `target` therefore finds
  * it locked — until its holder releases it (and deletes it first) or dies.
+ * `record`: write pid, host and time into it (lockfile's layer tells its own
+ * files from real lockfile's by that; proper-lockfile's marker needs none).
  */
-export function placeLocked(target: string, mode: 'rename' | 'link'): FileLock {
-  const tmp = join(dirname(target), `.fslock-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  const held = tryLockNew(tmp);
-  if (!held) throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
+export function placeLocked(target: string, mode: 'rename' | 'link', record = true, created?: CreatedTemp): FileLock {
+  const tmp = created ? created.tmp : tempNameFor(target);
+  const held = created ? lockCreatedFile(tmp, created.fd) : tryLockNew(tmp);
+  if (!held) {
+    if (created) unlinkIfPresent(tmp);
+    throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
+  }
   try {
-    try {
-      writeRecordIntoOwnFile(held.fd); // our own new file: pid, host, time; never the command line
-    } catch {
-      // the record is a courtesy
+    if (record) {
+      try {
+        writeRecordIntoOwnFile(held.fd); // our own new file: pid, host, time; never the command line
+      } catch {
+        // the record is a courtesy
+      }
     }
     if (mode === 'rename') {
       renameSync(tmp, target);
@@ -43,6 +65,15 @@ export function placeLocked(target: string, mode: 'rename' | 'link'): FileLock {
     throw err;
   }
   return held;
+}
+
+/** Deletes `path` if it is there (a lock artefact this process holds). */
+export function unlinkIfPresent(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if (code(err) !== 'ENOENT') throw err;
+  }
 }
 
 export type Liveness = 'live' | 'dead' | 'absent' | 'foreign';
