@@ -719,7 +719,7 @@ export function lock(path: string, options?: LockOptions): Promise<FileLock> {
 /** One synchronous try; null when someone else holds the lock. Never waits. */
 export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 'signal'>): FileLock | null {
   checkPath(path);
-  const p = parseLockOptions(options === undefined ? undefined : checkOptionsObject(options, TRY_LOCK_OPTIONS));
+  const p = parseLockOptions(options, TRY_LOCK_OPTIONS);
   return acquireSync(path, p, false);
 }
 
@@ -730,7 +730,7 @@ export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 's
  */
 export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): FileLock {
   checkPath(path);
-  const p = parseLockOptions(options === undefined ? undefined : checkOptionsObject(options, LOCK_SYNC_OPTIONS));
+  const p = parseLockOptions(options, LOCK_SYNC_OPTIONS);
   return acquireSync(path, p, true) as FileLock;
 }
 

@@ -176,13 +176,55 @@ function parseRange(value: unknown): LockRange | undefined {
 /** The parsed defaults: the fast path for a call without options (never mutated). */
 let parsedDefaults: ParsedLockOptions | undefined;
 
-export function parseLockOptions(options: unknown): ParsedLockOptions {
-  if (options === undefined) return (parsedDefaults ??= Object.freeze(parseLockOptionsSlow({})) as ParsedLockOptions);
-  return parseLockOptionsSlow(options);
+/**
+ * The last options object parsed whose values are all primitives (a copy),
+ * and what it parsed to (frozen): a loop that passes the same literal each
+ * time (`lock(p, { mode: 'shared' })`) parses it once. Objects among the
+ * values (signal, range, record) are never cached: they may change between calls.
+ */
+const recent = new Map<ReadonlySet<string>, { raw: Record<string, unknown>; parsed: ParsedLockOptions }>();
+
+function samePrimitives(o: Record<string, unknown>, raw: Record<string, unknown>): boolean {
+  let n = 0;
+  for (const k in o) {
+    if (!Object.prototype.hasOwnProperty.call(o, k)) return false;
+    if (o[k] !== raw[k] || !Object.prototype.hasOwnProperty.call(raw, k)) return false;
+    n++;
+  }
+  return n === Object.keys(raw).length;
 }
 
-function parseLockOptionsSlow(options: unknown): ParsedLockOptions {
-  const o = checkOptionsObject(options, LOCK_OPTION_NAMES);
+function allPrimitives(o: Record<string, unknown>): boolean {
+  for (const k in o) {
+    const v = o[k];
+    if (v !== null && (typeof v === 'object' || typeof v === 'function')) return false;
+  }
+  return true;
+}
+
+/** Parses lock options; `allowed` narrows the known names (tryLock, lockSync). */
+export function parseLockOptions(
+  options: unknown,
+  allowed: ReadonlySet<string> = LOCK_OPTION_NAMES,
+): ParsedLockOptions {
+  if (options === undefined) return (parsedDefaults ??= Object.freeze(parseLockOptionsSlow({})) as ParsedLockOptions);
+  const last = recent.get(allowed);
+  if (
+    last &&
+    options !== null &&
+    typeof options === 'object' &&
+    samePrimitives(options as Record<string, unknown>, last.raw)
+  ) {
+    return last.parsed;
+  }
+  const parsed = parseLockOptionsSlow(checkOptionsObject(options, allowed));
+  const o = options as Record<string, unknown>;
+  if (allPrimitives(o)) recent.set(allowed, { raw: { ...o }, parsed: Object.freeze(parsed) as ParsedLockOptions });
+  return parsed;
+}
+
+/** `o` has been checked: an object with known names only. */
+function parseLockOptionsSlow(o: Record<string, unknown>): ParsedLockOptions {
   let mode: LockMode = DEFAULT_LOCK_OPTIONS.mode;
   if (o.mode !== undefined) {
     if (o.mode !== 'exclusive' && o.mode !== 'shared') {

@@ -357,6 +357,38 @@ describe('lock API', () => {
   });
 });
 
+describe('options passed again and again (parsed once, still checked every call)', () => {
+  it('a repeated literal keeps its meaning, and a changed, unknown or misplaced option is still refused', async () => {
+    const p = join(tempDir(), 'opts.lock');
+    for (let i = 0; i < 3; i++) {
+      const a = lockSync(p, { mode: 'shared' });
+      const b = lockSync(p, { mode: 'shared' });
+      expect([a.mode, b.mode]).toEqual(['shared', 'shared']);
+      a.release();
+      b.release();
+    }
+    const ex = lockSync(p, { mode: 'exclusive' });
+    expect(ex.mode).toBe('exclusive'); // not the cached 'shared'
+    ex.release();
+    expect(() => lockSync(p, { mode: 'bogus' as 'shared' })).toThrow(/options\.mode/);
+    expect(() => lockSync(p, { mode: 'shared', bogus: 1 } as LockOptions)).toThrow(/options\.bogus/);
+    // lock() knows `timeout`; tryLock does not, whatever lock() parsed before
+    (await lock(p, { timeout: 50 })).release();
+    expect(() => tryLock(p, { timeout: 50 } as LockOptions)).toThrow(/options\.timeout/);
+    // objects among the values are read afresh each time
+    const ac = new AbortController();
+    const opts = { signal: ac.signal, timeout: 1000 };
+    const held = lockSync(p);
+    const first = lock(p, opts);
+    ac.abort();
+    await expect(first).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    await expect(lock(p, { signal: new AbortController().signal, timeout: 50 })).rejects.toMatchObject({
+      code: 'ETIMEDOUT',
+    });
+    held.release();
+  });
+});
+
 describe('keepOpen: a released descriptor kept for the next lock of the path', () => {
   const fds = () => readdirSync('/proc/self/fd').length;
   it.runIf(process.platform === 'linux')(
