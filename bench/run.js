@@ -568,33 +568,19 @@ async function main() {
   const bin = compileFloor();
   const res = { name: args.name, machine: machine() };
   const want = (n) => !ONLY || ONLY.has(n);
-  if (want(1)) {
-    log('1. uncontended …');
-    res.s1 = await scenario1(bin);
-  }
-  if (want(2)) {
-    log('2. hand-off …');
-    res.s2 = await scenario2(bin);
-  }
-  if (want(3)) {
-    log('3. throughput …');
-    res.s3 = await scenario3();
-  }
-  if (want(4)) {
-    log('4. event loop …');
-    res.s4 = await scenario4();
-  }
-  if (want(5)) {
-    log('5. cost over time …');
-    res.s5 = await scenario5();
-  }
-  if (want(6)) {
-    log('6. sessions …');
-    res.s6 = await scenario6();
-  }
-  if (want(7)) {
-    log('7. many waits …');
-    res.s7 = await scenario7();
+  const scenarios = [
+    [1, 'uncontended', () => scenario1(bin)],
+    [2, 'hand-off', () => scenario2(bin)],
+    [3, 'throughput', scenario3],
+    [4, 'event loop', scenario4],
+    [5, 'cost over time', scenario5],
+    [6, 'sessions', scenario6],
+    [7, 'many waits', scenario7],
+  ];
+  for (const [n, title, run] of scenarios) {
+    if (!want(n)) continue;
+    log(`${n}. ${title} …`);
+    res[`s${n}`] = await run();
   }
   res.summary = summarize(res);
   log(`\n${markdown(res)}`);

@@ -32,16 +32,9 @@ int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return v;
 }
 
-static void CheckStep(const Napi::CallbackInfo& info, const p::LockRequest& s) {
-  if (s.primitive < p::kFlock || s.primitive > p::kWindows || s.start < 0 || s.len < 0) {
-    throw Napi::RangeError::New(info.Env(), "fslock binding: invalid lock steps");
-  }
-}
-
-// Reads the steps from `i`: a plan number alone (see plan()), or
-// (nsteps, primitive0, start0, len0, primitive1, start1, len1). Sets *next to
-// the index after them.
-int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, p::LockRequest* steps, size_t* next) {
+// Reads the steps from `i`: a plan number alone (see plan() in locks.cc), or
+// (nsteps, primitive0, start0, len0, primitive1, start1, len1).
+int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, p::LockRequest* steps) {
   if (type < p::kUnlock || type > p::kExclusive)
     throw Napi::RangeError::New(info.Env(), "fslock binding: invalid type");
   int64_t first = IntArg(info, i, "steps");
@@ -54,19 +47,20 @@ int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, p::LockRequest*
       steps[j] = plan.steps[j];
       steps[j].type = type;
     }
-    *next = i + 1;
     return plan.n;
   }
   if (first < 1 || first > kMaxSteps) throw Napi::RangeError::New(info.Env(), "fslock binding: invalid lock steps");
   for (int64_t k = 0; k < first; k++) {
     size_t a = i + 1 + static_cast<size_t>(k) * 3;
-    steps[k].primitive = static_cast<int>(IntArg(info, a, "primitive"));
-    steps[k].type = type;
+    int64_t prim = IntArg(info, a, "primitive");
     steps[k].start = IntArg(info, a + 1, "start");
     steps[k].len = IntArg(info, a + 2, "len");
-    CheckStep(info, steps[k]);
+    if (prim < p::kFlock || prim > p::kWindows || steps[k].start < 0 || steps[k].len < 0) {
+      throw Napi::RangeError::New(info.Env(), "fslock binding: invalid lock steps");
+    }
+    steps[k].primitive = static_cast<int>(prim);
+    steps[k].type = type;
   }
-  *next = i + 1 + static_cast<size_t>(first) * 3;
   return static_cast<int>(first);
 }
 

@@ -77,8 +77,8 @@ bool BoolArg(const Napi::CallbackInfo& info, size_t i);
 platform::LockRequest LockArgs(const Napi::CallbackInfo& info, size_t i, platform::handle_t* fd);
 // Reads the steps of a fast-path call from `i`: a plan number alone (see
 // plan() in locks.cc), or (nsteps, primitive0, start0, len0, ...), each with
-// `type`. Returns how many; sets *next to the index after them.
-int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, platform::LockRequest* steps, size_t* next);
+// `type`. Returns how many.
+int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, platform::LockRequest* steps);
 // "dev:ino", the identity string the JS side compares.
 std::string IdentityKey(const platform::Identity& id);
 // The system call a lock request makes, for error messages.

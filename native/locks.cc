@@ -84,8 +84,7 @@ class PathArg {
 Napi::Value Plan(const Napi::CallbackInfo& info) {
   Instance* inst = Inst(info.Env());
   Instance::Plan plan{};
-  size_t next;
-  plan.n = StepArgs(info, 0, p::kUnlock, plan.steps, &next);
+  plan.n = StepArgs(info, 0, p::kUnlock, plan.steps);
   for (size_t k = 0; k < inst->plans.size(); k++) {
     const Instance::Plan& o = inst->plans[k];
     bool same = o.n == plan.n;
@@ -117,8 +116,7 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
   const PathArg path(info, 0);
   int flags = static_cast<int>(IntArg(info, 1, "flags"));
   p::LockRequest steps[kMaxSteps];
-  size_t next;
-  int n = StepArgs(info, 3, static_cast<int>(IntArg(info, 2, "type")), steps, &next);
+  int n = StepArgs(info, 3, static_cast<int>(IntArg(info, 2, "type")), steps);
   bool create = (flags & p::kOpenCreate) != 0;
   int open_flags = (flags & p::kOpenWrite) | p::kOpenNoFollow;
   // A descriptor this environment kept open from an earlier lock of the same
@@ -213,8 +211,7 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
   p::handle_t h = IntArg(info, 0, "fd");
   bool keep = BoolArg(info, 1);
   p::LockRequest steps[kMaxSteps];
-  size_t next;
-  int n = StepArgs(info, 2, p::kUnlock, steps, &next);
+  int n = StepArgs(info, 2, p::kUnlock, steps);
   int failed = 0;
   int failed_prim = 0;
   for (int k = n - 1; k >= 0; k--) {

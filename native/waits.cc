@@ -200,8 +200,7 @@ Napi::Value WaitStart(const Napi::CallbackInfo& info) {
     ctx->follow = true;
     ctx->verify_path = info[6].As<Napi::String>().Utf8Value();
     ctx->reusable = BoolArg(info, 7);
-    size_t next;
-    if (IntArg(info, 8, "steps") != 0) ctx->nthen = StepArgs(info, 8, req.type, ctx->then, &next);
+    if (IntArg(info, 8, "steps") != 0) ctx->nthen = StepArgs(info, 8, req.type, ctx->then);
   }
   {
     // registered before the thread can report: CallJs runs on this thread later

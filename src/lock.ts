@@ -199,29 +199,24 @@ function begin(path: string, p: ParsedLockOptions, s: LockStrategy): FileLock | 
   }
 }
 
-/** After a wait on `c.step` whose waiter thread took the rest too (see LockStrategy.waitStep). */
-function afterWait(
+/**
+ * After a granted wait on `c.step`: take the rest, or start over if the file
+ * changed. `o`: what the waiter thread found when it took the rest itself
+ * (see LockStrategy.waitStep); without it, the rest is taken here.
+ */
+function resume(
   path: string,
   p: ParsedLockOptions,
   s: LockStrategy,
   c: Contended,
-  o: WaitOutcome,
+  o?: WaitOutcome,
 ): FileLock | Contended {
   try {
+    if (!o) return advance(path, p, c, c.step + 1) ?? begin(path, p, s);
     if (o.state >= 0) return { ...c, step: c.step + 1 + o.state };
     if (o.state === -1) return finishLock(path, p, c, o.identity!);
     undo(c); // the file was replaced or deleted while we waited: start over
     return begin(path, p, s);
-  } catch (err) {
-    undo(c);
-    throw err;
-  }
-}
-
-/** After a granted wait on `c.step`: take the rest, or start over if the file changed. */
-function resume(path: string, p: ParsedLockOptions, s: LockStrategy, c: Contended): FileLock | Contended {
-  try {
-    return advance(path, p, c, c.step + 1) ?? begin(path, p, s);
   } catch (err) {
     undo(c);
     throw err;
@@ -441,7 +436,7 @@ async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
       } catch (err) {
         failed(c, err);
       }
-      r = o ? afterWait(path, p, s, c, o) : resume(path, p, s, c);
+      r = resume(path, p, s, c, o);
       if (r instanceof FileLock) {
         // The rest of the line is served when this lock is released; shared
         // waiters right behind a shared lock come in now.

@@ -187,7 +187,7 @@ class KernelStrategy extends LockStrategy {
   // The steps as the native fast path takes them: a plan number registered
   // once (whole-file strategies, cached by strategyFor), else count + triples.
   readonly #a: number[];
-  #plan: number;
+  readonly #plan: number;
   // For each step, the steps after it (count + triples) for the waiter thread to take.
   readonly #rest: number[][];
 

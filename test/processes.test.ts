@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { lock, tryLock } from '../src/index.js';
 import { attach, cleanupTempDirs, run, since, sleep, startNode, tempDir } from './helpers.js';
@@ -69,14 +69,24 @@ describe('foreign lockers', () => {
       granted = true;
       return l;
     });
-    await sleep(100); // waiting in the kernel on flock
+    // lock() has started its kernel wait on flock by the time it returns
     f.child.kill('SIGKILL');
     await f.exited;
     process.kill(shellPid, 'SIGKILL'); // the command (sh exec'd into sleep) inherited the lock: end it too
-    // the waiter thread now has flock, finds the POSIX lock in the way of OFD, and waits there
-    await sleep(300);
+    // the waiter thread gets flock (the kernel names this process as its holder),
+    // finds the POSIX lock in the way of OFD, and goes on waiting there
+    const ino = statSync(p).ino;
+    const ourFlock = () =>
+      readFileSync('/proc/locks', 'utf8')
+        .split('\n')
+        .some(
+          (l) => !l.includes('->') && / FLOCK /.test(l) && l.includes(` ${process.pid} `) && l.includes(`:${ino} `),
+        );
+    const until = Date.now() + 20_000;
+    while (!ourFlock() && Date.now() < until) await sleep(10);
+    expect(ourFlock()).toBe(true);
+    await sleep(200); // a wrongly settled lock() would have settled by now
     expect(granted).toBe(false);
-    expect((await run('flock', ['-n', p, 'true'])).code).toBe(1); // flock is ours meanwhile
     py.child.kill('SIGKILL');
     await py.exited;
     const l = await pending;
@@ -90,8 +100,7 @@ describe('foreign lockers', () => {
     const p = join(tempDir(), 'm.lock');
     const holder = startNode('hold.cjs', [p]);
     await holder.waitFor('locked');
-    const pending = lock(p);
-    await sleep(50);
+    const pending = lock(p); // contended: waiting in the kernel once this returns
     holder.child.stdin!.write('release\n');
     const first = await pending;
     const fd = first.fd;

@@ -7,6 +7,7 @@ import { errorCode as code } from '../errors.js';
 import { lock, lockCreatedFile, tryLock, tryLockNew, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
+import { unlinkIfHeld } from '../unlink.js';
 
 /** Unique among this process's temporary files (with the pid: among every process's). */
 let tmpCounter = 0;
@@ -33,11 +34,15 @@ export interface CreatedTemp {
  */
 export function placeLocked(target: string, mode: 'rename' | 'link', record = true, created?: CreatedTemp): FileLock {
   const tmp = created ? created.tmp : tempNameFor(target);
-  const held = created ? lockCreatedFile(tmp, created.fd) : tryLockNew(tmp);
-  if (!held) {
-    if (created) unlinkIfPresent(tmp);
-    throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
+  const ours = created ? binding.identity(created.fd) : null;
+  let held: FileLock | null = null;
+  try {
+    held = created ? lockCreatedFile(tmp, created.fd) : tryLockNew(tmp);
+  } finally {
+    // not locked: delete the caller's temporary file, unless something replaced it meanwhile
+    if (!held && ours !== null) unlinkIfHeld(tmp, ours);
   }
+  if (!held) throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
   try {
     if (record) {
       try {
