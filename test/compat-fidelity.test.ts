@@ -4,7 +4,16 @@
 // runners that predate `node:` specifiers and the `performance` global.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import pl from '../src/compat/proper-lockfile.js';
 import lf from '../src/compat/lockfile.js';
@@ -78,6 +87,16 @@ describe('fslock/lockfile errors and retries as upstream', () => {
     expect(err).toBeNull();
     expect(existsSync(p)).toBe(true);
     lf.unlockSync(p);
+  });
+
+  it('unlockSync never deletes a file of somebody else that replaced the lock file meanwhile', () => {
+    const dir = tempDir();
+    const p = join(dir, 'r.lock');
+    lf.lockSync(p);
+    writeFileSync(join(dir, 'theirs'), 'their data');
+    renameSync(join(dir, 'theirs'), p); // someone else's file now has the lock file's name
+    lf.unlockSync(p);
+    expect(readFileSync(p, 'utf8')).toBe('their data');
   });
 
   it('opens through fs.openSync (lockSync) and fs.open (lock), so hooks on them see and can fail every attempt', async () => {

@@ -22,7 +22,9 @@ import type { FileLock } from '../lock.js';
 import { fileHoldsRecord } from '../holder.js';
 import {
   cleanupOnExit,
+  identityOf,
   isHeld,
+  pathIdentity,
   placeLocked,
   probeMarker,
   sleep,
@@ -209,7 +211,8 @@ function unlockSync(path: string): void {
   locks.delete(path);
   if (held) {
     try {
-      fs.unlinkSync(path); // while still holding it
+      // while still holding it, and only if the name still holds our file
+      if (pathIdentity(path) === identityOf(held)) fs.unlinkSync(path);
     } catch {
       // best effort, as upstream
     }
