@@ -27,6 +27,12 @@ struct WaitCtx {
   std::atomic<bool> stuck{false};
   std::atomic<bool> posted{false};  // the pool thread has handed the result on
   bool cancelled = false;           // JS thread: a cancel settled the wait
+  bool delivered = false;           // JS thread: the callback has run
+  // The early post (FollowUp): under early_mu, and never once teardown has
+  // set `closing`, so it cannot race the thread-safe function's release.
+  std::mutex early_mu;
+  bool closing = false;
+  std::atomic<bool> follow_done{false};  // FollowUp's results are written
   // The follow-up after a grant (FollowUp), when waitStart was given a path:
   // the remaining steps, without waiting, and the identity check.
   bool follow = false;
@@ -38,7 +44,8 @@ struct WaitCtx {
   int follow_err = 0;
   const char* follow_syscall = nullptr;
   p::Identity id;
-  // Owners: the pool thread until it posts, the posted result until CallJs,
+  // Owners: the pool thread until it posts, each posted result (the early one
+  // and the ordinary one) until its CallJs,
   // inst->waits while pending, and the JS handle until it is collected.
   // (An intrusive count rather than std::shared_ptr, whose inline code needs
   // glibc 2.32 and a newer libstdc++ than Node 20's oldest systems have.)
@@ -96,11 +103,34 @@ void WaitSettled(Napi::Env env, Instance* inst) {
   }
 }
 
+// A posted result is a WaitCtx pointer; the early post (FollowUp) tags it with
+// the low bit, free in a pointer to an 8-byte-aligned object.
+void* EarlyTag(WaitCtx* ctx) { return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(ctx) | 1); }
+
 // On the pool thread, right after the kernel granted the waited-for step: take
 // the remaining steps and check the file is still the one at the path, so the
 // JS thread wakes once to a finished lock (or to what stands in its way).
+//
+// The JS thread is woken first, before those steps: waking an idle event loop
+// takes tens of microseconds (the eventfd write, the other CPU leaving its idle
+// state), and the steps run meanwhile. That early post delivers the result if
+// the steps are done by the time the JS thread runs it (almost always); if not,
+// the ordinary post after them does.
 void FollowUp(p::Waiter*, void* raw) {
   WaitCtx* ctx = static_cast<WaitCtx*>(raw);
+  {
+    std::lock_guard<std::mutex> lk(ctx->early_mu);
+    if (!ctx->closing) {
+      WaitCtx* early = Retain(ctx);
+      if (napi_call_threadsafe_function(ctx->inst->tsfn, EarlyTag(early), napi_tsfn_nonblocking) != napi_ok) {
+        Release(early);
+      }
+    }
+  }
+  struct Done {
+    WaitCtx* ctx;
+    ~Done() { ctx->follow_done.store(true, std::memory_order_release); }
+  } done{ctx};
   for (int k = 0; k < ctx->nthen; k++) {
     int r = p::Lock(ctx->then[k], ctx->handle, false);
     if (r == 0) continue;
@@ -129,35 +159,51 @@ void FollowUp(p::Waiter*, void* raw) {
   ctx->id = fid;
 }
 
-// Runs on the JS thread for every finished wait.
+// Runs on the JS thread for every posted result: the early one of a grant
+// with a follow-up (FollowUp), and the ordinary one of every finished wait,
+// which frees the waiter. The callback runs once, from whichever comes first
+// with the result complete.
 void CallJs(napi_env raw_env, napi_value, void*, void* data) {
-  CtxRef ctx(static_cast<WaitCtx*>(data));  // the posted result's reference
-  if (raw_env == nullptr) {                 // the environment is shutting down
+  uintptr_t bits = reinterpret_cast<uintptr_t>(data);
+  bool early = (bits & 1) != 0;
+  CtxRef ctx(reinterpret_cast<WaitCtx*>(bits & ~uintptr_t{1}));  // the posted result's reference
+  int result = 0;                                                // an early post comes only after a grant
+  if (early) {
+    if (raw_env == nullptr || ctx->stuck.load() || ctx->cancelled || ctx->delivered ||
+        !ctx->follow_done.load(std::memory_order_acquire)) {
+      return;  // the ordinary post settles it (or the caller was told already)
+    }
+  } else {
+    if (raw_env == nullptr) {  // the environment is shutting down
+      FreeWaiter(ctx.get());
+      return;
+    }
+    result = p::WaitResult(ctx->waiter);
+    Unregister(ctx.get());
     FreeWaiter(ctx.get());
-    return;
+    // stuck: the caller was told already, and settled then
+    if (ctx->stuck.load() || ctx->delivered) return;
   }
   Napi::Env env(raw_env);
-  int result = p::WaitResult(ctx->waiter);
-  Unregister(ctx.get());
-  FreeWaiter(ctx.get());
-  if (ctx->stuck.load()) return;  // the caller was told already, and settled then
+  ctx->delivered = true;
   WaitSettled(env, ctx->inst);
   Napi::FunctionReference cb = std::move(ctx->callback);
   Napi::HandleScope scope(env);
+  // The callback only settles a promise: the lock's owner runs later, in the
+  // microtasks, so what is recorded after the call is in place before anyone
+  // can release the lock.
   if (result == 0 && !ctx->follow) {
     cb.Call({env.Null()});
   } else if (result == 0 && ctx->follow_err != 0) {
     cb.Call({MakeSystemError(env, ctx->follow_err, ctx->follow_syscall, ctx->verify_path).Value()});
   } else if (result == 0) {
     Napi::Value identity = env.Undefined();
-    if (ctx->follow_state == -1) {
-      identity = Napi::String::New(env, IdentityKey(ctx->id));
-      // taken whole, like acquire() takes it: release() may keep the descriptor open for the next lock
-      if (ctx->reusable && !ctx->cancelled) {
-        ctx->inst->acquired[ctx->handle] = Instance::Held{ctx->id, ctx->verify_path};
-      }
-    }
+    if (ctx->follow_state == -1) identity = Napi::String::New(env, IdentityKey(ctx->id));
     cb.Call({env.Null(), Napi::Number::New(env, ctx->follow_state), identity});
+    // taken whole, like acquire() takes it: release() may keep the descriptor open for the next lock
+    if (ctx->follow_state == -1 && ctx->reusable && !ctx->cancelled) {
+      ctx->inst->acquired[ctx->handle] = Instance::Held{ctx->id, ctx->verify_path};
+    }
   } else {
     cb.Call({MakeSystemError(env, result, LockSyscall(ctx->primitive)).Value()});
   }
@@ -307,6 +353,11 @@ void CleanupWaits(Instance* inst, std::unordered_set<p::handle_t>* handles) {
   }
   for (WaitCtx* raw : waits) {
     CtxRef ctx(raw);
+    {
+      // no early post from now on; one under way has finished
+      std::lock_guard<std::mutex> lk(ctx->early_mu);
+      ctx->closing = true;
+    }
     if (CancelCtx(raw, kTeardownCancelBudgetMs) == p::kCancelStuck) {
       handles->erase(ctx->handle);
       continue;
