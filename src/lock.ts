@@ -400,7 +400,7 @@ function queuedHolder(path: string): HolderRecordLike | null {
   }
 }
 
-async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
+async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock | null> {
   if (p.signal?.aborted) throw abortError(path, p.signal.reason, 'before');
   const s = strategyFor(p.primitive, p.range, path);
   let r = begin(path, p, s);
@@ -435,6 +435,13 @@ async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock> {
         o = await c.s.waitStep(c.h, c.step, typeOf(p.mode), ctx, path);
       } catch (err) {
         failed(c, err);
+      }
+      if (o?.state === -2 && p.untilReleased) {
+        // Deleted (or replaced) while held, then let go: the release waited for.
+        undo(c);
+        line.active = false;
+        serveLine(line);
+        return null;
       }
       r = resume(path, p, s, c, o);
       if (r instanceof FileLock) {
@@ -705,7 +712,7 @@ export function lock(path: string, options?: LockOptions): Promise<FileLock> {
   // microtask turns later, in every hand-off. Errors still reject.
   try {
     checkPath(path);
-    return acquire(path, parseLockOptions(options));
+    return acquire(path, parseLockOptions(options)) as Promise<FileLock>; // null only for untilReleased
   } catch (err) {
     return Promise.reject(err as Error);
   }
@@ -762,6 +769,19 @@ export function lockCreatedFile(path: string, fd: number): FileLock | null {
   if (r instanceof FileLock) return r;
   if (r) undo(r);
   return null;
+}
+
+/**
+ * @internal For the compatibility layers: waits in the kernel until whoever
+ * holds `path` lets go, for at most `timeout` ms (ETIMEDOUT after). Resolves
+ * null when the holder deleted the file as it let go (the common case: a
+ * lock artefact), or with the lock when the file is still there (its holder
+ * let go without deleting it, or died); the caller releases that at once.
+ * Throws ENOENT when there is no file to wait for.
+ */
+export function waitUntilReleased(path: string, timeout: number): Promise<FileLock | null> {
+  const p = parseLockOptions({ create: false, record: false, keepOpen: false, timeout });
+  return acquire(path, { ...p, untilReleased: true });
 }
 
 /** Acquires, runs `fn(lock)`, and always releases, returning what `fn` returned. */

@@ -85,6 +85,12 @@ export interface ParsedLockOptions {
   keepOpen: boolean;
   /** @internal the file must be created by this call (O_EXCL) */
   createNew?: boolean;
+  /**
+   * @internal The compatibility layers' wait for a holder to let go: when
+   * the file is deleted or replaced while waiting, that is the release
+   * waited for, and acquire() resolves null instead of starting over.
+   */
+  untilReleased?: boolean;
 }
 
 export const LOCK_OPTION_NAMES: ReadonlySet<string> = new Set([

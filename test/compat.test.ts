@@ -1,11 +1,14 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import pl from '../src/compat/proper-lockfile.js';
 import * as lf from '../src/compat/lockfile.js';
 import { retryBudgetMs } from '../src/compat/shared.js';
-import { cleanupTempDirs, sleep, startNode, tempDir } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { inspect } from '../src/index.js';
+import { waitUntilReleased } from '../src/lock.js';
+import { attach, cleanupTempDirs, sleep, startNode, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 const require_ = createRequire(__filename);
@@ -331,5 +334,70 @@ describe('fslock/lockfile: the lockfile 1.x API', () => {
     expect(JSON.parse(readFileSync(p, 'utf8'))).toMatchObject({ pid: process.pid });
     lf.unlockSync(p);
     h.send('exit');
+  });
+});
+
+describe("the drop-ins' wait for a holder to let go (waitUntilReleased)", () => {
+  // flock(1) holds the lock; its command waits for a line on stdin, then
+  // (optionally) deletes the file while the lock is still held, and exits.
+  const foreignHolder = (p: string, deleteFirst: boolean) => {
+    const script = `echo ready; read x; ${deleteFirst ? 'rm -f "$0";' : ''} exit 0`;
+    return attach(spawn('flock', ['-o', p, 'sh', '-c', script, p], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  };
+  // until the waiter blocks in the kernel (/proc/locks lists it), not a fixed sleep
+  const untilWaiting = async (p: string) => {
+    while ((await inspect(p)).waiters < 1) await sleep(5);
+  };
+
+  it('a holder that deletes the file as it lets go ends the wait with null, creating nothing', async () => {
+    if (process.platform !== 'linux') return;
+    const p = join(tempDir(), 'marker');
+    writeFileSync(p, '');
+    const h = foreignHolder(p, true);
+    await h.waitFor('ready');
+    const waiting = waitUntilReleased(p, 30_000);
+    await untilWaiting(p);
+    h.send('go');
+    expect(await waiting).toBeNull();
+    expect(existsSync(p)).toBe(false);
+    // the descriptor it waited with is closed (a leaked one would show as "<p> (deleted)")
+    const open = readdirSync('/proc/self/fd').map((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    expect(open.filter((l) => l.startsWith(p))).toEqual([]);
+    await h.exited;
+  });
+
+  it('a holder that lets go and leaves the file hands over the lock on it', async () => {
+    if (process.platform !== 'linux') return;
+    const p = join(tempDir(), 'marker');
+    writeFileSync(p, '');
+    const h = foreignHolder(p, false);
+    await h.waitFor('ready');
+    const waiting = waitUntilReleased(p, 30_000);
+    await untilWaiting(p);
+    h.send('go');
+    const l = await waiting;
+    expect(l).not.toBeNull();
+    expect((await inspect(p)).holder?.pid).toBe(process.pid);
+    l!.release();
+    expect((await inspect(p)).held).toBe(false);
+    await h.exited;
+  });
+
+  it('times out (ETIMEDOUT) while held, and is ENOENT when there is nothing to wait for', async () => {
+    if (process.platform !== 'linux') return;
+    const p = join(tempDir(), 'marker');
+    writeFileSync(p, '');
+    const h = foreignHolder(p, false);
+    await h.waitFor('ready');
+    await expect(waitUntilReleased(p, 50)).rejects.toMatchObject({ code: 'ETIMEDOUT' });
+    h.send('go');
+    await h.exited;
+    await expect(waitUntilReleased(join(tempDir(), 'none'), 50)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });

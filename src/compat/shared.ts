@@ -4,7 +4,7 @@ import { linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
 import { dirname, join } from 'path';
 import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
-import { lock, lockCreatedFile, tryLock, tryLockNew, type FileLock } from '../lock.js';
+import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
 import { unlinkIfHeld } from '../unlink.js';
@@ -46,7 +46,7 @@ export function placeLocked(target: string, mode: 'rename' | 'link', record = tr
   try {
     if (record) {
       try {
-        writeRecordIntoOwnFile(held.fd); // our own new file: pid, host, time; never the command line
+        writeRecordIntoOwnFile(held.fd, ours ?? undefined); // our own new file: pid, host, time; never the command line
       } catch {
         // the record is a courtesy
       }
@@ -134,9 +134,9 @@ export function isHeld(path: string): boolean {
  */
 export async function waitForRelease(path: string, ms: number): Promise<boolean> {
   try {
-    const l = await lock(path, { create: false, record: false, timeout: Math.max(0, ms), keepOpen: false });
-    // Granted with the file still in place: its holder died without cleaning up.
-    l.release();
+    // null: deleted and let go, as holders do; a lock: the file is still in place
+    // (its holder died without cleaning up): let go of it, the caller's next try decides.
+    (await waitUntilReleased(path, Math.max(0, ms)))?.release();
     return true;
   } catch (err) {
     if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return true; // released and removed
