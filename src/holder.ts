@@ -86,12 +86,15 @@ function lstatIdentity(path: string): string | null {
   }
 }
 
+// Read once per process, like the pid (a record names its writer as it started).
+let ownHostname: string | undefined;
+
 /** The record line. `argv` is recorded only when given, and capped. */
 export function formatRecord(fileIdentity: string, argv: string[] | undefined): Buffer {
   const fields: Record<string, unknown> = {
     fslock: 1,
     pid: process.pid,
-    hostname: hostname(),
+    hostname: (ownHostname ??= hostname()),
     startedAt: new Date().toISOString(),
     file: fileIdentity,
   };
@@ -206,8 +209,8 @@ export function writeRecord(lockPath: string, fileIdentity: string, argv: string
  * layers' own lock files, which mark their holder this way as upstream's do.
  * Never used on a file a user names.
  */
-export function writeRecordIntoOwnFile(fd: number): void {
-  binding.writeAt(fd, formatRecord(binding.identity(fd), undefined), 0);
+export function writeRecordIntoOwnFile(fd: number, identity = binding.identity(fd)): void {
+  binding.writeAt(fd, formatRecord(identity, undefined), 0);
 }
 
 /** Whether the file at `path` starts with an fslock record (a compat layer's lock file). */
