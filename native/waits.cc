@@ -189,21 +189,20 @@ void CallJs(napi_env raw_env, napi_value, void*, void* data) {
   WaitSettled(env, ctx->inst);
   Napi::FunctionReference cb = std::move(ctx->callback);
   Napi::HandleScope scope(env);
-  // The callback only settles a promise: the lock's owner runs later, in the
-  // microtasks, so what is recorded after the call is in place before anyone
-  // can release the lock.
   if (result == 0 && !ctx->follow) {
     cb.Call({env.Null()});
   } else if (result == 0 && ctx->follow_err != 0) {
     cb.Call({MakeSystemError(env, ctx->follow_err, ctx->follow_syscall, ctx->verify_path).Value()});
   } else if (result == 0) {
     Napi::Value identity = env.Undefined();
-    if (ctx->follow_state == -1) identity = Napi::String::New(env, IdentityKey(ctx->id));
-    cb.Call({env.Null(), Napi::Number::New(env, ctx->follow_state), identity});
-    // taken whole, like acquire() takes it: release() may keep the descriptor open for the next lock
-    if (ctx->follow_state == -1 && ctx->reusable && !ctx->cancelled) {
-      ctx->inst->acquired[ctx->handle] = Instance::Held{ctx->id, ctx->verify_path};
+    if (ctx->follow_state == -1) {
+      identity = Napi::String::New(env, IdentityKey(ctx->id));
+      // taken whole, like acquire() takes it: release() may keep the descriptor open for the next lock
+      if (ctx->reusable && !ctx->cancelled) {
+        ctx->inst->acquired[ctx->handle] = Instance::Held{ctx->id, ctx->verify_path};
+      }
     }
+    cb.Call({env.Null(), Napi::Number::New(env, ctx->follow_state), identity});
   } else {
     cb.Call({MakeSystemError(env, result, LockSyscall(ctx->primitive)).Value()});
   }
