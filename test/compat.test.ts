@@ -8,7 +8,7 @@ import { retryBudgetMs } from '../src/compat/shared.js';
 import { spawn } from 'node:child_process';
 import { inspect } from '../src/index.js';
 import { waitUntilReleased } from '../src/lock.js';
-import { attach, cleanupTempDirs, sleep, startNode, tempDir } from './helpers.js';
+import { attach, cleanupTempDirs, sleep, startNode, tempDir, type Holder } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 const require_ = createRequire(__filename);
@@ -338,27 +338,29 @@ describe('fslock/lockfile: the lockfile 1.x API', () => {
 });
 
 describe("the drop-ins' wait for a holder to let go (waitUntilReleased)", () => {
-  // flock(1) holds the lock; its command waits for a line on stdin, then
-  // (optionally) deletes the file while the lock is still held, and exits.
-  const foreignHolder = (p: string, deleteFirst: boolean) => {
+  // flock(1) holds the lock on a fresh file; its command waits for a line on
+  // stdin, then (optionally) deletes the file while the lock is still held, and exits.
+  const heldMarker = async (deleteFirst: boolean) => {
+    const p = join(tempDir(), 'marker');
+    writeFileSync(p, '');
     const script = `echo ready; read x; ${deleteFirst ? 'rm -f "$0";' : ''} exit 0`;
-    return attach(spawn('flock', ['-o', p, 'sh', '-c', script, p], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const h = attach(spawn('flock', ['-o', p, 'sh', '-c', script, p], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    await h.waitFor('ready');
+    return { p, h };
   };
-  // until the waiter blocks in the kernel (/proc/locks lists it), not a fixed sleep
-  const untilWaiting = async (p: string) => {
+  // Starts the wait; lets the holder go once the wait blocks in the kernel
+  // (/proc/locks lists it), not after a fixed sleep.
+  const waitThenLetGo = async (p: string, h: Holder) => {
+    const waiting = waitUntilReleased(p, 30_000);
     while ((await inspect(p)).waiters < 1) await sleep(5);
+    h.send('go');
+    return waiting;
   };
 
   it('a holder that deletes the file as it lets go ends the wait with null, creating nothing', async () => {
     if (process.platform !== 'linux') return;
-    const p = join(tempDir(), 'marker');
-    writeFileSync(p, '');
-    const h = foreignHolder(p, true);
-    await h.waitFor('ready');
-    const waiting = waitUntilReleased(p, 30_000);
-    await untilWaiting(p);
-    h.send('go');
-    expect(await waiting).toBeNull();
+    const { p, h } = await heldMarker(true);
+    expect(await waitThenLetGo(p, h)).toBeNull();
     expect(existsSync(p)).toBe(false);
     // the descriptor it waited with is closed (a leaked one would show as "<p> (deleted)")
     const open = readdirSync('/proc/self/fd').map((fd) => {
@@ -374,14 +376,8 @@ describe("the drop-ins' wait for a holder to let go (waitUntilReleased)", () => 
 
   it('a holder that lets go and leaves the file hands over the lock on it', async () => {
     if (process.platform !== 'linux') return;
-    const p = join(tempDir(), 'marker');
-    writeFileSync(p, '');
-    const h = foreignHolder(p, false);
-    await h.waitFor('ready');
-    const waiting = waitUntilReleased(p, 30_000);
-    await untilWaiting(p);
-    h.send('go');
-    const l = await waiting;
+    const { p, h } = await heldMarker(false);
+    const l = await waitThenLetGo(p, h);
     expect(l).not.toBeNull();
     expect((await inspect(p)).holder?.pid).toBe(process.pid);
     l!.release();
@@ -391,10 +387,7 @@ describe("the drop-ins' wait for a holder to let go (waitUntilReleased)", () => 
 
   it('times out (ETIMEDOUT) while held, and is ENOENT when there is nothing to wait for', async () => {
     if (process.platform !== 'linux') return;
-    const p = join(tempDir(), 'marker');
-    writeFileSync(p, '');
-    const h = foreignHolder(p, false);
-    await h.waitFor('ready');
+    const { p, h } = await heldMarker(false);
     await expect(waitUntilReleased(p, 50)).rejects.toMatchObject({ code: 'ETIMEDOUT' });
     h.send('go');
     await h.exited;
