@@ -151,6 +151,21 @@ describe('lock API', () => {
     lockSync(p).release(); // free again once released
   });
 
+  it("a lock handed over by a kernel wait is this thread's: EDEADLK for lockSync while held, free once released", async () => {
+    const p = join(tempDir(), 'handed.lock');
+    const h = startNode('hold.cjs', [p]);
+    await h.waitFor('locked');
+    const waiting = lock(p);
+    while ((await inspect(p)).waiters < 1) await sleep(5); // blocked in the kernel now
+    h.send('release');
+    const l = await waiting;
+    expect(() => lockSync(p, { timeout: 2000 })).toThrow(expect.objectContaining({ code: 'EDEADLK' }));
+    l.release();
+    lockSync(p, { timeout: 2000 }).release();
+    h.send('exit');
+    await h.exited;
+  });
+
   it('a timed-out wait rejects with ETIMEDOUT promptly and holds nothing', async () => {
     const p = join(tempDir(), 'to.lock');
     const l = await lock(p);
