@@ -219,6 +219,21 @@ export function fileHoldsRecord(path: string): boolean {
   return buf !== null && parseRecord(buf) !== null;
 }
 
+/**
+ * Whether the open file `fd` starts with an fslock record naming that very
+ * file (a compat layer's lock file). Read through the descriptor: the answer
+ * is about the file in hand, whatever its name holds by now.
+ */
+export function descriptorHoldsOwnRecord(fd: number): boolean {
+  const buf = Buffer.alloc(RECORD_MAX);
+  try {
+    const r = parseRecord(buf.subarray(0, binding.readAt(fd, buf, 0)));
+    return r !== null && r.file === binding.identity(fd);
+  } catch {
+    return false;
+  }
+}
+
 /** Removes a record this process wrote, if the name still holds it. */
 export function removeRecord(rec: WrittenRecord): void {
   if (lstatIdentity(rec.path) === rec.identity) unlinkQuietly(rec.path);

@@ -7,7 +7,9 @@
  * a file that is not the held one is put back without replacing anything that
  * appeared at the path meanwhile. fslock never writes into lock files, so a
  * lock file is empty: a file with data in it is somebody's and is never
- * deleted either.
+ * deleted either. The one exception is asked for (`withData`) by the
+ * compatibility layers for their own lock files, which they create with
+ * O_EXCL and write a holder record into.
  */
 import { linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
 import { randomBytes } from 'crypto';
@@ -15,8 +17,12 @@ import { basename, dirname, join } from 'path';
 import { binding } from './binding.js';
 import { errorCode } from './errors.js';
 
-/** Deletes the file at `path` if it is the file with `identity` ("dev:ino") and empty. */
-export function unlinkIfHeld(path: string, identity: string): void {
+/**
+ * Deletes the file at `path` if it is the file with `identity` ("dev:ino") and
+ * empty (or, with `withData`, whatever it holds). False when a file is left
+ * there (not that one); true when it was deleted, or nothing was there.
+ */
+export function unlinkIfHeld(path: string, identity: string, withData = false): boolean {
   const aside = join(
     dirname(path),
     `.${basename(path)}.fslock-unlink-${process.pid}-${randomBytes(6).toString('hex')}`,
@@ -24,7 +30,7 @@ export function unlinkIfHeld(path: string, identity: string): void {
   try {
     renameSync(path, aside);
   } catch (err) {
-    if (errorCode(err) === 'ENOENT') return; // already gone
+    if (errorCode(err) === 'ENOENT') return true; // already gone
     throw err;
   }
   let moved: { id: string; size: bigint } | null = null;
@@ -34,11 +40,12 @@ export function unlinkIfHeld(path: string, identity: string): void {
   } catch {
     moved = null;
   }
-  if (moved && moved.id === identity && moved.size === 0n) {
+  if (moved && moved.id === identity && (withData || moved.size === 0n)) {
     unlinkSync(aside);
-    return;
+    return true;
   }
   putBack(aside, path);
+  return false;
 }
 
 /** Renames `from` back to `to` without replacing anything now at `to`. */

@@ -9,6 +9,8 @@ import { hostname } from 'node:os';
 import { inspect, lock, lockSync, tryLock } from '../src/index.js';
 import { collectGarbage, openSession } from '../src/session/index.js';
 import { escapeText } from '../src/errors.js';
+import pl from '../src/compat/proper-lockfile.js';
+import * as lf from '../src/compat/lockfile.js';
 import { attach, cleanupTempDirs, FIXTURES, run, since, startNode, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
@@ -137,6 +139,61 @@ describe('unlinkOnRelease never deletes a file it did not hold', () => {
       expect(deleted).toBe(0);
       // nothing left aside under a hidden name either, and no stray lock files
       expect(readdirSync(d).filter((n) => n.includes('fslock-unlink'))).toEqual([]);
+    },
+    30_000,
+  );
+});
+
+describe('the drop-ins never delete a file that replaced their own lock file', () => {
+  // lockSync/unlockSync (or lock/release) in a loop while a racer swaps the
+  // lock path with another file; an attempt that finds the other file there
+  // fails (EEXIST, ELOCKED), as it should.
+  // `racePath`: the lock file, or the marker in proper-lockfile's directory
+  const underRacer = async (d: string, racePath: string, cycle: () => Promise<void>) => {
+    const other = join(d, 'precious');
+    const racer = run('python3', [join(FIXTURES, 'exchange-racer.py'), racePath, other, '3']);
+    const t0 = performance.now();
+    let cycles = 0;
+    while (since(t0) < 3200) {
+      try {
+        await cycle();
+        cycles++;
+      } catch {
+        // the other file was at the path: not ours to take
+      }
+    }
+    const r = await racer;
+    expect(r.code, r.stderr).toBe(0);
+    const { swaps, deleted } = JSON.parse(r.stdout);
+    expect(cycles).toBeGreaterThan(100);
+    expect(swaps).toBeGreaterThan(100);
+    expect(deleted).toBe(0);
+    expect(readdirSync(d).filter((n) => n.includes('fslock-unlink'))).toEqual([]);
+  };
+
+  it.runIf(process.platform === 'linux')(
+    'fslock/lockfile unlockSync under a RENAME_EXCHANGE racer: zero foreign files deleted',
+    () => {
+      const d = tempDir();
+      const p = join(d, 'l.lock');
+      return underRacer(d, p, async () => {
+        lf.lockSync(p);
+        lf.unlockSync(p);
+      });
+    },
+    30_000,
+  );
+
+  it.runIf(process.platform === 'linux')(
+    "fslock/proper-lockfile's release under a RENAME_EXCHANGE racer on its marker: zero foreign files deleted",
+    () => {
+      const d = tempDir();
+      const f = join(d, 'data');
+      writeFileSync(f, 'data');
+      return underRacer(d, join(`${f}.lock`, '.fslock'), async () => {
+        const release = await pl.lock(f, { realpath: false });
+        await release();
+      });
     },
     30_000,
   );

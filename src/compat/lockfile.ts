@@ -19,12 +19,12 @@
 import { errorCode } from '../errors.js';
 import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
-import { fileHoldsRecord } from '../holder.js';
+import { descriptorHoldsOwnRecord, fileHoldsRecord } from '../holder.js';
+import { unlinkIfHeld } from '../unlink.js';
 import {
   cleanupOnExit,
   identityOf,
   isHeld,
-  pathIdentity,
   placeLocked,
   probeMarker,
   sleep,
@@ -55,19 +55,26 @@ const filetime: 'ctime' | 'mtime' = process.platform === 'win32' ? 'mtime' : 'ct
 
 const locks = new Map<string, FileLock>();
 
-function holdsFslockRecord(path: string): boolean {
-  return fileHoldsRecord(path);
-}
-
-function isStale(path: string, stale: number | undefined): boolean {
+function isStale(stat: () => fs.Stats, stale: number | undefined): boolean {
   if (!stale) return false;
   try {
-    const st = fs.statSync(path);
     // read from the module object at call time: callers may set lockfile.filetime, as upstream allows
-    return Date.now() - st[lockfile.filetime].getTime() > stale;
+    return Date.now() - stat()[lockfile.filetime].getTime() > stale;
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether a lock file nobody holds may be taken over: a dead fslock holder's
+ * (it carries our record) at once, a real lockfile user's once stale. Judged
+ * through the probe's descriptor, never by name (the name may hold another
+ * file by now); on Windows the staleness by name, where the descriptor is a
+ * HANDLE that fs.fstat cannot take.
+ */
+function mayTakeOver(path: string, probe: FileLock, stale: number | undefined): boolean {
+  if (descriptorHoldsOwnRecord(probe.fd)) return true;
+  return isStale(() => (process.platform === 'win32' ? fs.statSync(path) : fs.fstatSync(probe.fd)), stale);
 }
 
 /**
@@ -130,15 +137,15 @@ function attemptWith(path: string, opts: Options, created: CreatedTemp): TryOutc
     if (probe.state === 'live') return { ok: false, fslock: true, err };
     // Not a lock file anyone can hold (a dangling symlink): EEXIST, as upstream says.
     if (probe.state === 'foreign') return { ok: false, fslock: false, err };
-    // Nobody holds it in the kernel: a dead fslock holder's file (it carries
-    // our record) is replaced at once; a real lockfile user's file only once stale.
-    const takeOver = holdsFslockRecord(path) || isStale(path, opts.stale);
+    // Nobody holds it in the kernel: delete the very file judged (the one the
+    // probe locked), not whatever the name holds by now.
+    let removed = false;
     try {
-      if (takeOver) fs.rmSync(path, { force: true });
+      if (mayTakeOver(path, probe.lock!, opts.stale)) removed = unlinkIfHeld(path, identityOf(probe.lock!), true);
     } finally {
       probe.lock!.release();
     }
-    return { ok: false, fslock: false, err, again: takeOver };
+    return { ok: false, fslock: false, err, again: removed };
   }
 }
 
@@ -212,7 +219,8 @@ function unlockSync(path: string): void {
   if (held) {
     try {
       // while still holding it, and only if the name still holds our file
-      if (pathIdentity(path) === identityOf(held)) fs.unlinkSync(path);
+      // (checked after an atomic move aside, so nobody can swap it in between)
+      unlinkIfHeld(path, identityOf(held), true);
     } catch {
       // best effort, as upstream
     }
@@ -239,9 +247,9 @@ function checkSync(path: string, opts?: Options): boolean {
   if (o.wait) throw new Error('opts.wait not supported sync for obvious reasons');
   if (!fs.existsSync(path)) return false;
   if (isHeld(path)) return true;
-  if (holdsFslockRecord(path)) return false; // its holder died
+  if (fileHoldsRecord(path)) return false; // its holder died
   if (!o.stale) return true;
-  return !isStale(path, o.stale);
+  return !isStale(() => fs.statSync(path), o.stale);
 }
 
 function check(path: string, opts: Options | CheckCallback, cb?: CheckCallback): void {

@@ -23,13 +23,13 @@ import { errorCode } from '../errors.js';
 import * as nodeFs from 'fs';
 import { join, resolve } from 'path';
 import type { FileLock } from '../lock.js';
+import { unlinkIfHeld } from '../unlink.js';
 import {
   cleanupOnExit,
   identityOf,
   isHeld,
   pathIdentity,
   placeLocked,
-  unlinkIfPresent,
   probeMarker,
   retryBudgetMs,
   sleep,
@@ -215,15 +215,19 @@ function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
       const probe = probeMarker(marker);
       if (probe.state === 'live') return { busy: 'fslock', marker };
       if (probe.state === 'dead') {
-        // Its holder is gone: take the artefact over now, no staleness wait.
+        // Its holder is gone: take the artefact over now, no staleness wait;
+        // but delete only a marker (empty, and the very file probed): whatever
+        // else is there is not ours, and the lock counts as held.
+        let removed = false;
         try {
-          nodeFs.rmSync(marker, { force: true });
-          yield ['rmdir', dir];
+          removed = unlinkIfHeld(marker, identityOf(probe.lock!));
+          if (removed) yield ['rmdir', dir];
         } catch (e) {
           if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
         } finally {
           probe.lock!.release();
         }
+        if (!removed) return { busy: 'upstream' };
         continue;
       }
       // No marker: a real proper-lockfile holder (or an fslock one an instant
@@ -347,7 +351,7 @@ function forget(file: string, held: Held): void {
 /** Deletes the artefact while still holding the kernel lock, marker first, then the directory. */
 function* releaseG(held: Held): FsRun<void> {
   try {
-    if (pathIdentity(held.marker) === held.identity) unlinkIfPresent(held.marker);
+    unlinkIfHeld(held.marker, held.identity); // only our marker, checked after an atomic move aside
     try {
       yield ['rmdir', held.dir];
     } catch (err) {

@@ -72,15 +72,6 @@ export function placeLocked(target: string, mode: 'rename' | 'link', record = tr
   return held;
 }
 
-/** Deletes `path` if it is there (a lock artefact this process holds). */
-export function unlinkIfPresent(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch (err) {
-    if (code(err) !== 'ENOENT') throw err;
-  }
-}
-
 export type Liveness = 'live' | 'dead' | 'absent' | 'foreign';
 
 /**
