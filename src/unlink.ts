@@ -17,6 +17,12 @@ import { basename, dirname, join } from 'path';
 import { binding } from './binding.js';
 import { errorCode } from './errors.js';
 
+// Names to move aside to: unique in this process by the counter, among
+// processes by pid and salt (random bytes per call cost ~8 µs, a tenth of a
+// drop-in's whole release).
+const asideSalt = randomBytes(6).toString('hex');
+let asideCount = 0;
+
 /**
  * Deletes the file at `path` if it is the file with `identity` ("dev:ino") and
  * empty (or, with `withData`, whatever it holds). False when a file is left
@@ -25,7 +31,7 @@ import { errorCode } from './errors.js';
 export function unlinkIfHeld(path: string, identity: string, withData = false): boolean {
   const aside = join(
     dirname(path),
-    `.${basename(path)}.fslock-unlink-${process.pid}-${randomBytes(6).toString('hex')}`,
+    `.${basename(path)}.fslock-unlink-${process.pid}-${asideSalt}${(asideCount++).toString(36)}`,
   );
   try {
     renameSync(path, aside);
