@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { lock } from '../src/index.js';
 import { openSession } from '../src/session/index.js';
 import { main } from '../src/cli/main.js';
-import { attach, cleanupTempDirs, run, since, tempDir } from './helpers.js';
+import { attach, cleanupTempDirs, mountOverlay, run, since, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -175,21 +175,12 @@ describe('fslock probe', () => {
   });
 
   it.runIf(process.platform === 'linux' && process.getuid?.() === 0)('warns on an overlay mount', async () => {
-    const d = tempDir();
-    for (const x of ['l', 'u', 'w', 'm']) mkdirSync(join(d, x));
-    execFileSync('mount', [
-      '-t',
-      'overlay',
-      'overlay',
-      '-o',
-      `lowerdir=${d}/l,upperdir=${d}/u,workdir=${d}/w`,
-      `${d}/m`,
-    ]);
+    const { merged, unmount } = mountOverlay();
     try {
-      const r = await fslock(['probe', `${d}/m`]);
+      const r = await fslock(['probe', merged]);
       expect(r.stdout).toContain('warning: locks are unreliable on overlay');
     } finally {
-      execFileSync('umount', [`${d}/m`]);
+      unmount();
     }
   });
 

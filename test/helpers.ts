@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
@@ -102,3 +102,19 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Milliseconds since `t0`. */
 export const since = (t0: number) => performance.now() - t0;
+
+/** Mounts a fresh overlayfs (root only) and returns its merged directory; `unmount()` undoes it. */
+export function mountOverlay(): { merged: string; unmount: () => void } {
+  const d = tempDir();
+  for (const x of ['lower', 'upper', 'work', 'merged']) mkdirSync(join(d, x));
+  const merged = join(d, 'merged');
+  execFileSync('mount', [
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${d}/lower,upperdir=${d}/upper,workdir=${d}/work`,
+    merged,
+  ]);
+  return { merged, unmount: () => execFileSync('umount', [merged]) };
+}

@@ -15,7 +15,7 @@ import { internals } from '../src/session/gc.js';
 import { fsops } from '../src/session/fsops.js';
 import { tryLock } from '../src/index.js';
 import { binding, C } from '../src/binding.js';
-import { cleanupTempDirs, run, startNode, tempDir } from './helpers.js';
+import { cleanupTempDirs, mountOverlay, run, startNode, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -378,31 +378,22 @@ describe('filesystems where locks are unreliable', () => {
   const canMount = process.platform === 'linux' && process.getuid?.() === 0;
 
   it.runIf(canMount)('an overlay mount warns by default and is refused with strict', async () => {
-    const d = tempDir();
-    for (const x of ['lower', 'upper', 'work', 'merged']) mkdirSync(join(d, x));
-    execFileSync('mount', [
-      '-t',
-      'overlay',
-      'overlay',
-      '-o',
-      `lowerdir=${d}/lower,upperdir=${d}/upper,workdir=${d}/work`,
-      `${d}/merged`,
-    ]);
+    const { merged, unmount } = mountOverlay();
     try {
       const warnings: Array<{ code?: string; message: string }> = [];
       const onWarning = (w: Error & { code?: string }) => warnings.push(w);
       process.on('warning', onWarning);
-      const s = await openSession(join(d, 'merged', 'crate'));
+      const s = await openSession(join(merged, 'crate'));
       await new Promise((r) => setImmediate(r));
       process.off('warning', onWarning);
       expect(warnings.map((w) => w.code)).toContain('FSLOCK_UNRELIABLE_FS');
       expect(warnings[0]?.message).toContain('overlayfs');
       await s.abandon();
-      const err = await openSession(join(d, 'merged', 'crate'), { strict: true }).catch((e) => e);
+      const err = await openSession(join(merged, 'crate'), { strict: true }).catch((e) => e);
       expect(err.code).toBe('ENOTSUP');
-      expect(entries(join(d, 'merged', 'crate'))).toEqual([]); // nothing left behind
+      expect(entries(join(merged, 'crate'))).toEqual([]); // nothing left behind
     } finally {
-      execFileSync('umount', [`${d}/merged`]);
+      unmount();
     }
   });
 });
