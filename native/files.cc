@@ -1,5 +1,6 @@
 // Node-API functions on files: open, close, identity, filesystem type,
-// reads and writes at an offset, and the no-replace rename.
+// reads and writes at an offset, the no-replace rename and the naming of
+// anonymous files.
 #include "errors.h"
 #include "instance.h"
 
@@ -103,6 +104,17 @@ Napi::Value RenameNoReplace(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// linkAnonymous(fd, to): names the anonymous file open as `fd` (see
+// AnonymousFileFlags); EEXIST when anything is at `to`; ENOSYS where that
+// cannot be done.
+Napi::Value LinkAnonymous(const Napi::CallbackInfo& info) {
+  p::handle_t h = IntArg(info, 0, "fd");
+  std::string to = StrArg(info, 1, "to");
+  int r = p::LinkAnonymous(h, to.c_str());
+  if (r != 0) throw MakeSystemError(info.Env(), r, "link", to);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void InitFiles(Napi::Env env, Napi::Object exports) {
@@ -116,6 +128,7 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("writeAt", Napi::Function::New(env, WriteAt, "writeAt"));
   exports.Set("readAt", Napi::Function::New(env, ReadAt, "readAt"));
   exports.Set("renameNoReplace", Napi::Function::New(env, RenameNoReplace, "renameNoReplace"));
+  exports.Set("linkAnonymous", Napi::Function::New(env, LinkAnonymous, "linkAnonymous"));
 }
 
 }  // namespace fslock

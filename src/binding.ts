@@ -21,6 +21,8 @@ export interface BindingConstants {
   OPEN_NOFOLLOW: 4;
   /** With OPEN_CREATE: fail with EEXIST when anything (a symlink too) is there. */
   OPEN_EXCLUSIVE: 8;
+  /** open(2) flags creating an anonymous file in a directory (O_TMPFILE|O_RDWR), or 0 where the OS has none. */
+  ANONYMOUS_FILE: number;
   /** Whether blocking waits can run on an interruptible native thread. */
   NATIVE_WAIT: boolean;
 }
@@ -63,6 +65,11 @@ export interface Binding {
   readAt(fd: number, data: Buffer, offset: number): number;
   /** rename that fails with EEXIST instead of replacing; ENOSYS where it cannot. */
   renameNoReplace(from: string, to: string): void;
+  /**
+   * Names the anonymous file open as `fd` (opened with ANONYMOUS_FILE):
+   * EEXIST when anything is at `to`; ENOSYS where that cannot be done.
+   */
+  linkAnonymous(fd: number, to: string): void;
   /**
    * Registers a list of steps (primitive, start, len triples) for acquire()
    * and release(): returns its plan number (negative), or 0 when this thread

@@ -94,6 +94,13 @@ int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);    
 // (renameat2 RENAME_NOREPLACE, renamex_np RENAME_EXCL, MoveFileExW without
 // MOVEFILE_REPLACE_EXISTING). ENOSYS where the OS or filesystem has no such call.
 int RenameNoReplace(const char* from, const char* to);
+// The open(2) flags that create an anonymous file in a directory (Linux
+// O_TMPFILE|O_RDWR), or 0 where there is no such thing.
+int AnonymousFileFlags();
+// Gives the anonymous file open as `h` the name `to` (linkat through
+// /proc/self/fd): fails with EEXIST when anything is at `to`, like O_EXCL.
+// ENOSYS where anonymous files cannot be linked (no O_TMPFILE, no /proc).
+int LinkAnonymous(handle_t h, const char* to);
 
 // One lock system call. `wait` selects the blocking form (flock without
 // LOCK_NB, F_OFD_SETLKW, F_SETLKW); an interrupted blocking call is retried,

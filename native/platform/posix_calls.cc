@@ -189,6 +189,30 @@ int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got) {
   return 0;
 }
 
+int AnonymousFileFlags() {
+#if defined(__linux__) && defined(O_TMPFILE)
+  return O_TMPFILE | O_RDWR;
+#else
+  return 0;
+#endif
+}
+
+int LinkAnonymous(handle_t h, const char* to) {
+#if defined(__linux__) && defined(O_TMPFILE)
+  char proc[48];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", static_cast<int>(h));
+  if (linkat(AT_FDCWD, proc, AT_FDCWD, to, AT_SYMLINK_FOLLOW) == 0) return 0;
+  int e = errno;
+  // ENOENT from a missing /proc (a chroot, a minimal container) is not about `to`
+  if (e == ENOENT && access("/proc/self/fd", F_OK) != 0) return ENOSYS;
+  return e;
+#else
+  (void)h;
+  (void)to;
+  return ENOSYS;
+#endif
+}
+
 int RenameNoReplace(const char* from, const char* to) {
 #if defined(__linux__) && defined(SYS_renameat2)
   // The raw system call: glibc's wrapper needs glibc 2.28.

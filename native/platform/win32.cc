@@ -99,6 +99,10 @@ int Open(const char* path, int flags, handle_t* out) {
 
 int Close(handle_t h) { return CloseHandle(H(h)) ? 0 : LastError(); }
 
+int AnonymousFileFlags() { return 0; }
+
+int LinkAnonymous(handle_t, const char*) { return ERROR_NOT_SUPPORTED; }
+
 int RenameNoReplace(const char* from, const char* to) {
   std::wstring wfrom = Widen(from);
   std::wstring wto = Widen(to);
