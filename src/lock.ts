@@ -580,6 +580,15 @@ export class FileLock {
     return this.#released;
   }
 
+  /**
+   * @internal The locked file's identity ("dev:ino"), as found when the lock
+   * was taken, with the file at its path (a handle's volume serial can read
+   * 0 under Wine once the file's name is gone).
+   */
+  get identity(): string {
+    return this.#identity;
+  }
+
   /** Marks this FileLock released; true the first time. */
   #close(): boolean {
     if (this.#released) return false;
@@ -781,6 +790,33 @@ export function lockCreatedFile(path: string, fd: number): FileLock | null {
   if (r instanceof FileLock) return r;
   if (r) undo(r);
   return null;
+}
+
+/**
+ * @internal For the compatibility layers: locks exclusively, without waiting,
+ * the anonymous file (O_TMPFILE, see C.ANONYMOUS_FILE) the caller has just
+ * opened for writing as `fd`, which this takes over; `target` is the name it
+ * is about to be given. Nobody else can reach a file without a name, so no
+ * step can be contended and there is no name to check; null would mean the
+ * kernel refused a lock on a file nobody else has (the descriptor is closed).
+ */
+export function lockAnonymousFile(target: string, fd: number): FileLock | null {
+  binding.adopt(fd);
+  const p = parseLockOptions({ keepOpen: false });
+  const o: Opened = { h: { fd, writable: true, registryId: null }, s: strategyFor(p.primitive, undefined, target) };
+  try {
+    const type = typeOf(p.mode);
+    for (const step of o.s.steps) {
+      if (!o.s.tryStep(o.h, step, type)) {
+        undo(o);
+        return null;
+      }
+    }
+    return finishLock(target, p, o, binding.identity(fd));
+  } catch (err) {
+    undo(o);
+    throw err;
+  }
 }
 
 /**

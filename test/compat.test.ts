@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readlinkSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, rmSync, watch, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import pl from '../src/compat/proper-lockfile.js';
@@ -393,4 +393,78 @@ describe("the drop-ins' wait for a holder to let go (waitUntilReleased)", () => 
     await h.exited;
     await expect(waitUntilReleased(join(tempDir(), 'none'), 50)).rejects.toMatchObject({ code: 'ENOENT' });
   });
+});
+
+describe('both drop-ins: how a lock file comes into place', () => {
+  const linux = process.platform === 'linux';
+  const tmpNames = (names: string[]) => names.filter((n) => /\.fslock-.*\.tmp$/.test(n));
+
+  it.runIf(linux)('no temporary file ever appears beside it: an anonymous file is linked into place', async () => {
+    const dir = tempDir();
+    const seen: string[] = [];
+    const watcher = watch(dir, (_event, name) => {
+      if (name) seen.push(name);
+    });
+    try {
+      const h = startNode('place-loop.cjs', ['cycles', dir]);
+      await h.waitFor(/^done \d+$/);
+      await h.exited;
+      await sleep(50); // let the last events arrive
+    } finally {
+      watcher.close();
+    }
+    // the watcher saw the lock files come and go, and nothing else that fslock named
+    expect(seen).toContain('x.lock');
+    expect(seen).toContain('data.lock');
+    expect(tmpNames(seen)).toEqual([]);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('on a filesystem without anonymous files they use a temporary file and leave nothing', async () => {
+    const dir = tempDir();
+    const h = startNode('place-loop.cjs', ['no-anonymous', dir]);
+    const done = await h.waitFor(/^(done|error) /);
+    await h.exited;
+    expect(done).toMatch(/^done \d+$/);
+    // every lock was placed, each after its anonymous open was refused (where the OS has them)
+    if (linux) expect(Number(done.split(' ')[1])).toBeGreaterThanOrEqual(60);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it.runIf(linux && process.getuid?.() === 0)(
+    'without /proc (an anonymous file cannot be linked) they use a temporary file',
+    async () => {
+      const dir = tempDir();
+      const script = join(__dirname, 'fixtures', 'place-loop.cjs');
+      const child = spawn(
+        'unshare',
+        ['-m', 'sh', '-c', 'mount -t tmpfs none /proc && exec "$0" "$@"', process.execPath, script, 'cycles', dir],
+        { stdio: ['pipe', 'pipe', 'inherit'] },
+      );
+      const h = attach(child);
+      const done = await h.waitFor(/^(done|error) /);
+      await h.exited;
+      expect(done).toBe('done 60');
+      expect(readdirSync(dir)).toEqual([]);
+    },
+  );
+
+  it.runIf(linux)(
+    'a holder killed while placing or removing one leaves no temporary file, and never blocks',
+    async () => {
+      const dir = tempDir();
+      const p = join(dir, 'x.lock');
+      for (let i = 0; i < 6; i++) {
+        const h = startNode('place-loop.cjs', ['loop', dir]);
+        await h.waitFor('looping');
+        await sleep(20 + Math.random() * 60);
+        h.child.kill('SIGKILL');
+        await h.exited;
+        expect(tmpNames(readdirSync(dir))).toEqual([]);
+        // whatever it left is a dead holder's: taken over at once
+        lf.lockSync(p);
+        lf.unlockSync(p);
+      }
+    },
+  );
 });

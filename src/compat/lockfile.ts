@@ -4,8 +4,9 @@
  * As upstream, the lock file exists exactly while the lock is held, so code
  * that looks for it (and processes still running the real lockfile package)
  * see the usual thing. Here the file is created already locked in the kernel
- * (hard-linked into place from a locked temporary file, which fails with
- * EEXIST like upstream's O_EXCL) and holds a one-line record of its holder.
+ * (a locked anonymous file linked into place, or where there are none a
+ * locked temporary file hard-linked into place; either fails with EEXIST like
+ * upstream's O_EXCL) and holds a one-line record of its holder.
  * Between fslock users:
  *
  * - a holder that crashed or was SIGKILLed never blocks anyone: its file can
@@ -21,9 +22,11 @@ import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
 import { descriptorHoldsOwnRecord, fileHoldsRecord } from '../holder.js';
 import { unlinkIfHeld } from '../unlink.js';
+import { dirname } from 'path';
 import {
+  anonymousFlags,
+  anonymousOpenFailure,
   cleanupOnExit,
-  identityOf,
   isHeld,
   placeLocked,
   probeMarker,
@@ -94,21 +97,47 @@ function existsError(path: string): Error {
   });
 }
 
-// The lock file is placed from a temporary file this layer creates with
-// Node's fs ('wx', as upstream opens the lock file itself), so code that hooks
-// fs.open / fs.openSync (tests injecting failures, instrumentation) sees each
-// attempt as it would upstream: lockSync through fs.openSync, lock through fs.open.
+// The lock file is placed from a file this layer creates with Node's fs
+// (an anonymous one in the lock file's directory where the OS has them, else
+// a temporary file opened 'wx', as upstream opens the lock file itself), so
+// code that hooks fs.open / fs.openSync (tests injecting failures,
+// instrumentation) sees each attempt as it would upstream: lockSync through
+// fs.openSync, lock through fs.open. Not on Windows, where fslock locks a
+// HANDLE and Node's descriptors are the C runtime's: null there, and the file
+// is created by placeLocked itself.
 
-function createTempSync(path: string): CreatedTemp {
+function createTempSync(path: string): CreatedTemp | null {
+  if (process.platform === 'win32') return null;
+  const flags = anonymousFlags();
+  if (flags !== undefined) {
+    try {
+      return { tmp: null, fd: fs.openSync(dirname(path), flags) };
+    } catch (err) {
+      const e = anonymousOpenFailure(err, path);
+      if (e) throw e;
+    }
+  }
   const tmp = tempNameFor(path);
   return { tmp, fd: fs.openSync(tmp, 'wx') };
 }
 
-function createTemp(path: string): Promise<CreatedTemp> {
+function openAsync(p: string, flags: string | number): Promise<number> {
+  return new Promise((resolve, reject) => fs.open(p, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
+}
+
+async function createTemp(path: string): Promise<CreatedTemp | null> {
+  if (process.platform === 'win32') return null;
+  const flags = anonymousFlags();
+  if (flags !== undefined) {
+    try {
+      return { tmp: null, fd: await openAsync(dirname(path), flags) };
+    } catch (err) {
+      const e = anonymousOpenFailure(err, path);
+      if (e) throw e;
+    }
+  }
   const tmp = tempNameFor(path);
-  return new Promise((resolve, reject) => {
-    fs.open(tmp, 'wx', (err, fd) => (err ? reject(err) : resolve({ tmp, fd })));
-  });
+  return { tmp, fd: await openAsync(tmp, 'wx') };
 }
 
 /**
@@ -116,7 +145,7 @@ function createTemp(path: string): Promise<CreatedTemp> {
  * failure to open the lock file (ENOENT while its directory does not exist
  * yet, say), not only EEXIST: so do we.
  */
-function attempt(path: string, opts: Options, created: CreatedTemp): TryOutcome {
+function attempt(path: string, opts: Options, created: CreatedTemp | null): TryOutcome {
   try {
     return attemptWith(path, opts, created);
   } catch (err) {
@@ -124,7 +153,7 @@ function attempt(path: string, opts: Options, created: CreatedTemp): TryOutcome 
   }
 }
 
-function attemptWith(path: string, opts: Options, created: CreatedTemp): TryOutcome {
+function attemptWith(path: string, opts: Options, created: CreatedTemp | null): TryOutcome {
   try {
     locks.set(path, placeLocked(path, 'link', true, created));
     installCleanup();
@@ -141,7 +170,7 @@ function attemptWith(path: string, opts: Options, created: CreatedTemp): TryOutc
     // probe locked), not whatever the name holds by now.
     let removed = false;
     try {
-      if (mayTakeOver(path, probe.lock!, opts.stale)) removed = unlinkIfHeld(path, identityOf(probe.lock!), true);
+      if (mayTakeOver(path, probe.lock!, opts.stale)) removed = unlinkIfHeld(path, probe.lock!.identity, true);
     } finally {
       probe.lock!.release();
     }
@@ -220,7 +249,7 @@ function unlockSync(path: string): void {
     try {
       // while still holding it, and only if the name still holds our file
       // (checked after an atomic move aside, so nobody can swap it in between)
-      unlinkIfHeld(path, identityOf(held), true);
+      unlinkIfHeld(path, held.identity, true);
     } catch {
       // best effort, as upstream
     }

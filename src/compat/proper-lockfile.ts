@@ -26,7 +26,6 @@ import type { FileLock } from '../lock.js';
 import { unlinkIfHeld } from '../unlink.js';
 import {
   cleanupOnExit,
-  identityOf,
   isHeld,
   pathIdentity,
   placeLocked,
@@ -220,7 +219,7 @@ function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
         // else is there is not ours, and the lock counts as held.
         let removed = false;
         try {
-          removed = unlinkIfHeld(marker, identityOf(probe.lock!));
+          removed = unlinkIfHeld(marker, probe.lock!.identity);
           if (removed) yield ['rmdir', dir];
         } catch (e) {
           if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
@@ -277,7 +276,7 @@ function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
       dir,
       marker,
       kernel,
-      identity: identityOf(kernel),
+      identity: kernel.identity,
       options: o,
       timer: null,
       released: false,
@@ -350,15 +349,26 @@ function forget(file: string, held: Held): void {
 
 /** Deletes the artefact while still holding the kernel lock, marker first, then the directory. */
 function* releaseG(held: Held): FsRun<void> {
+  let open = true;
   try {
     unlinkIfHeld(held.marker, held.identity); // only our marker, checked after an atomic move aside
     try {
       yield ['rmdir', held.dir];
     } catch (err) {
-      if (errorCode(err) !== 'ENOENT') throw err;
+      if (errorCode(err) === 'ENOENT') return;
+      // Windows without POSIX deletion (older systems, Wine): a deleted file
+      // keeps its name until its last handle closes, so the marker goes with the lock.
+      if (errorCode(err) !== 'ENOTEMPTY' || process.platform !== 'win32') throw err;
+      open = false;
+      held.kernel.release();
+      try {
+        yield ['rmdir', held.dir];
+      } catch (e) {
+        if (errorCode(e) !== 'ENOENT') throw e;
+      }
     }
   } finally {
-    held.kernel.release();
+    if (open) held.kernel.release();
   }
 }
 

@@ -1,10 +1,10 @@
 /** Pieces shared by the proper-lockfile and lockfile compatibility layers. */
 import { randomBytes } from 'crypto';
-import { linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
+import { linkSync, lstatSync, openSync, renameSync } from 'fs';
 import { dirname, join } from 'path';
 import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
-import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
+import { lockAnonymousFile, lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
 import { unlinkIfHeld } from '../unlink.js';
@@ -18,21 +18,121 @@ export function tempNameFor(target: string): string {
   return join(dirname(target), `.fslock-${process.pid}-${tmpSalt}${(tmpCounter++).toString(36)}.tmp`);
 }
 
-/** A temporary file the caller created (O_CREAT|O_EXCL, for writing) and its open descriptor. */
+/**
+ * A file the caller created to be placed as a lock file, and its open
+ * descriptor: either anonymous (`tmp` null: opened with C.ANONYMOUS_FILE in
+ * the target's directory, nameless until placed), or a temporary file
+ * created O_CREAT|O_EXCL at `tmp`.
+ */
 export interface CreatedTemp {
-  tmp: string;
+  tmp: string | null;
   fd: number;
 }
 
 /**
- * Creates `target` atomically, already locked: lock a fresh temporary file,
- * then rename (mode 'rename') or hard-link (mode 'link', which fails with
- * EEXIST like O_EXCL) it into place. Anyone who finds `target` therefore finds
- * it locked — until its holder releases it (and deletes it first) or dies.
+ * Whether anonymous files can be placed here: O_TMPFILE exists and its files
+ * can be linked (through /proc/self/fd). Cleared for good the first time
+ * linking says ENOSYS (no /proc in this process).
+ */
+let anonymousLinkable = binding.constants.ANONYMOUS_FILE !== 0;
+
+/** Errors of an O_TMPFILE open that mean "not on this filesystem or kernel": use a named temporary file. */
+const NO_ANONYMOUS = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EINVAL']);
+
+/** Whether to try an anonymous file first; else `undefined` stands for "use a named one". */
+export function anonymousFlags(): number | undefined {
+  return anonymousLinkable ? binding.constants.ANONYMOUS_FILE : undefined;
+}
+
+/**
+ * What to do with an error of the O_TMPFILE open of `target`'s directory:
+ * null to fall back to a named temporary file, else the error to report,
+ * naming `target` (the file the caller asked about) rather than the directory.
+ */
+export function anonymousOpenFailure(err: unknown, target: string): Error | null {
+  if (NO_ANONYMOUS.has(code(err) ?? '')) return null;
+  const e = err as NodeJS.ErrnoException;
+  const dir = dirname(target);
+  if (e && e.path === dir) {
+    e.message = e.message.replace(`'${dir}'`, `'${target}'`);
+    e.path = target;
+  }
+  return e;
+}
+
+/** Opens an anonymous file in `target`'s directory with Node's fs, or null where that cannot be done. */
+function createAnonymousSync(target: string): CreatedTemp | null {
+  const flags = anonymousFlags();
+  if (flags === undefined) return null;
+  try {
+    return { tmp: null, fd: openSync(dirname(target), flags) };
+  } catch (err) {
+    const e = anonymousOpenFailure(err, target);
+    if (e) throw e;
+    return null;
+  }
+}
+
+/**
+ * Creates `target` atomically, already locked. Nobody who finds `target` can
+ * find it unlocked — until its holder releases it (deleting it first) or dies.
+ *
+ * Where the OS has anonymous files (Linux O_TMPFILE), the file is created
+ * without a name, locked, and then linked at `target`, which fails with
+ * EEXIST like O_EXCL whatever `mode` says: no temporary name appears in the
+ * directory, none can be swapped by a neighbour, and a crash leaves nothing.
+ * Elsewhere a fresh temporary file is locked, then renamed (mode 'rename')
+ * or hard-linked (mode 'link', which fails with EEXIST like O_EXCL) into
+ * place.
  * `record`: write pid, host and time into it (lockfile's layer tells its own
  * files from real lockfile's by that; proper-lockfile's marker needs none).
+ * `created`: the file the caller opened for it (see CreatedTemp); without
+ * it, one is created here.
  */
-export function placeLocked(target: string, mode: 'rename' | 'link', record = true, created?: CreatedTemp): FileLock {
+export function placeLocked(
+  target: string,
+  mode: 'rename' | 'link',
+  record = true,
+  created?: CreatedTemp | null,
+): FileLock {
+  const c = created ?? createAnonymousSync(target);
+  if (c && c.tmp === null) {
+    const placed = placeAnonymous(target, record, c.fd);
+    if (placed) return placed;
+    // cannot be linked here after all (no /proc): a named temporary file from now on
+  }
+  return placeNamed(target, mode, record, c && c.tmp !== null ? { tmp: c.tmp, fd: c.fd } : null);
+}
+
+/** Locks the anonymous file `fd`, records, and links it at `target`; null when linking cannot be done here. */
+function placeAnonymous(target: string, record: boolean, fd: number): FileLock | null {
+  let held: FileLock | null;
+  try {
+    held = lockAnonymousFile(target, fd); // takes `fd` over: closed with the lock
+  } catch (err) {
+    throw withTarget(err, target);
+  }
+  if (!held) throw new Error(`fslock: could not lock a fresh anonymous file for '${target}'`);
+  try {
+    if (record) writeRecordQuietly(held.fd);
+    binding.linkAnonymous(held.fd, target);
+    return held;
+  } catch (err) {
+    held.release();
+    if (code(err) === 'ENOSYS') {
+      anonymousLinkable = false;
+      return null;
+    }
+    throw err;
+  }
+}
+
+function placeNamed(
+  target: string,
+  mode: 'rename' | 'link',
+  record: boolean,
+  created: { tmp: string; fd: number } | null,
+): FileLock {
   const tmp = created ? created.tmp : tempNameFor(target);
   const ours = created ? binding.identity(created.fd) : null;
   let held: FileLock | null = null;
@@ -43,26 +143,21 @@ export function placeLocked(target: string, mode: 'rename' | 'link', record = tr
     if (!held && ours !== null) unlinkIfHeld(tmp, ours);
   }
   if (!held) throw new Error(`fslock: could not lock a fresh temporary file ${tmp}`);
+  const id = held.identity;
   try {
-    if (record) {
-      try {
-        writeRecordIntoOwnFile(held.fd, ours ?? undefined); // our own new file: pid, host, time; never the command line
-      } catch {
-        // the record is a courtesy
-      }
-    }
+    if (record) writeRecordQuietly(held.fd, id);
     if (mode === 'rename') {
       renameSync(tmp, target);
     } else {
       try {
         linkSync(tmp, target);
       } finally {
-        unlinkSync(tmp);
+        unlinkIfHeld(tmp, id, true); // only our temporary file, whatever the name holds by now
       }
     }
   } catch (err) {
     try {
-      if (mode === 'rename') unlinkSync(tmp);
+      if (mode === 'rename') unlinkIfHeld(tmp, id, true);
     } catch {
       // already gone
     }
@@ -70,6 +165,21 @@ export function placeLocked(target: string, mode: 'rename' | 'link', record = tr
     throw err;
   }
   return held;
+}
+
+/** Our own new file: pid, host, time; never the command line. */
+function writeRecordQuietly(fd: number, identity?: string): void {
+  try {
+    writeRecordIntoOwnFile(fd, identity);
+  } catch {
+    // the record is a courtesy
+  }
+}
+
+function withTarget(err: unknown, target: string): unknown {
+  const e = err as NodeJS.ErrnoException;
+  if (e && typeof e === 'object' && !e.path) e.path = target;
+  return e;
 }
 
 export type Liveness = 'live' | 'dead' | 'absent' | 'foreign';
@@ -134,10 +244,6 @@ export async function waitForRelease(path: string, ms: number): Promise<boolean>
     if (code(err) === 'ETIMEDOUT') return false;
     throw err;
   }
-}
-
-export function identityOf(l: FileLock): string {
-  return binding.identity(l.fd);
 }
 
 export function pathIdentity(path: string): string | null {

@@ -82,3 +82,28 @@ test('the POSIX registry and byte ranges', () => {
   r1.release();
   r2.release();
 });
+
+test('the lockfile drop-in places its lock file from an anonymous file, with no temporary name', () => {
+  assert.notEqual(binding.constants.ANONYMOUS_FILE, 0);
+  const lf = require('../../dist/cjs/compat/lockfile.js');
+  const sub = fs.mkdtempSync(path.join(dir, 'lf-'));
+  const p = path.join(sub, 'x.lock');
+  const seen = new Set();
+  const { link, openSync } = { link: binding.linkAnonymous, openSync: fs.openSync };
+  let linked = 0;
+  binding.linkAnonymous = (...a) => (linked++, link(...a));
+  fs.openSync = (f, ...rest) => (seen.add(path.basename(f)), openSync(f, ...rest));
+  try {
+    for (let i = 0; i < 5; i++) {
+      lf.lockSync(p);
+      assert.match(fs.readFileSync(p, 'utf8'), /"fslock":1/);
+      lf.unlockSync(p);
+    }
+  } finally {
+    binding.linkAnonymous = link;
+    fs.openSync = openSync;
+  }
+  assert.equal(linked, 5);
+  assert.deepEqual([...seen], [path.basename(sub)]);
+  assert.deepEqual(fs.readdirSync(sub), []);
+});

@@ -185,3 +185,24 @@ test('sessions: finalize renames, collection removes, for real', async () => {
   const r = await collectGarbage(crate);
   assert.deepEqual(r.kept, [f2]);
 });
+
+test('the drop-ins: a lock file placed from a temporary file, excluded while held, gone after', async () => {
+  assert.equal(binding.constants.ANONYMOUS_FILE, 0);
+  const lf = require('../../dist/cjs/compat/lockfile.js');
+  const pl = require('../../dist/cjs/compat/proper-lockfile.js');
+  const sub = fs.mkdtempSync(path.join(dir, 'compat-'));
+  const p = path.join(sub, 'x.lock');
+  for (let i = 0; i < 3; i++) {
+    lf.lockSync(p);
+    assert.match(fs.readFileSync(p, 'utf8'), /"fslock":1/);
+    assert.throws(() => lf.lockSync(p), { code: 'EEXIST' });
+    lf.unlockSync(p);
+  }
+  const data = path.join(sub, 'data');
+  fs.writeFileSync(data, 'keep');
+  const release = await pl.lock(data);
+  await assert.rejects(pl.lock(data), { code: 'ELOCKED' });
+  await release();
+  assert.deepEqual(fs.readdirSync(sub), ['data']);
+  assert.equal(fs.readFileSync(data, 'utf8'), 'keep');
+});
