@@ -151,15 +151,22 @@ function finishLock(path: string, p: ParsedLockOptions, o: Opened, identity: str
 /**
  * Takes the steps from `from` on without waiting. Returns the FileLock, the
  * contended step, or null when the file at `path` changed (start again).
+ * `named` false: the file has no name yet (an anonymous file), nothing to check.
  */
-function advance(path: string, p: ParsedLockOptions, o: Opened, from: number): FileLock | Contended | null {
+function advance(
+  path: string,
+  p: ParsedLockOptions,
+  o: Opened,
+  from: number,
+  named = true,
+): FileLock | Contended | null {
   const type = typeOf(p.mode);
   const steps = o.s.steps;
   for (let i = from; i < steps.length; i++) {
     if (!o.s.tryStep(o.h, steps[i]!, type)) return { ...o, step: i };
   }
   const identity = binding.identity(o.h.fd);
-  if (identity !== binding.pathIdentity(path)) {
+  if (named && identity !== binding.pathIdentity(path)) {
     undo(o); // the file was replaced or deleted while we waited: start over
     return null;
   }
@@ -771,18 +778,21 @@ export function tryLockNew(path: string): FileLock | null {
 
 /**
  * @internal For the compatibility layers: locks exclusively, without waiting,
- * the file the caller has just created at `path` with O_CREAT|O_EXCL (a file
- * of fslock's own by construction) and opened for writing as `fd`, which this
- * takes over: it is closed when the lock is released, or at once when the
- * lock cannot be had (null) or the file is no longer at `path` (null).
+ * the file the caller has just created and opened for writing as `fd`, which
+ * this takes over: it is closed when the lock is released, or at once when
+ * the lock cannot be had (null) or the file is no longer at `path` (null).
+ * Either a file of fslock's own by construction at `path` (O_CREAT|O_EXCL),
+ * or with `anonymous` one that has no name yet (O_TMPFILE, see
+ * C.ANONYMOUS_FILE) and is about to be given `path`: nobody else can reach
+ * it, so there is no name to check.
  */
-export function lockCreatedFile(path: string, fd: number): FileLock | null {
+export function lockCreatedFile(path: string, fd: number, anonymous = false): FileLock | null {
   binding.adopt(fd);
   const p = parseLockOptions({ keepOpen: false });
   const o: Opened = { h: { fd, writable: true, registryId: null }, s: strategyFor(p.primitive, undefined, path) };
   let r: FileLock | Contended | null;
   try {
-    r = advance(path, p, o, 0);
+    r = advance(path, p, o, 0, !anonymous);
   } catch (err) {
     undo(o);
     throw err;
@@ -790,33 +800,6 @@ export function lockCreatedFile(path: string, fd: number): FileLock | null {
   if (r instanceof FileLock) return r;
   if (r) undo(r);
   return null;
-}
-
-/**
- * @internal For the compatibility layers: locks exclusively, without waiting,
- * the anonymous file (O_TMPFILE, see C.ANONYMOUS_FILE) the caller has just
- * opened for writing as `fd`, which this takes over; `target` is the name it
- * is about to be given. Nobody else can reach a file without a name, so no
- * step can be contended and there is no name to check; null would mean the
- * kernel refused a lock on a file nobody else has (the descriptor is closed).
- */
-export function lockAnonymousFile(target: string, fd: number): FileLock | null {
-  binding.adopt(fd);
-  const p = parseLockOptions({ keepOpen: false });
-  const o: Opened = { h: { fd, writable: true, registryId: null }, s: strategyFor(p.primitive, undefined, target) };
-  try {
-    const type = typeOf(p.mode);
-    for (const step of o.s.steps) {
-      if (!o.s.tryStep(o.h, step, type)) {
-        undo(o);
-        return null;
-      }
-    }
-    return finishLock(target, p, o, binding.identity(fd));
-  } catch (err) {
-    undo(o);
-    throw err;
-  }
 }
 
 /**

@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, readlinkSync, rmSync, watch, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, readlinkSync, rmSync, watch, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import pl from '../src/compat/proper-lockfile.js';
 import * as lf from '../src/compat/lockfile.js';
-import { retryBudgetMs } from '../src/compat/shared.js';
+import { placeLocked, retryBudgetMs, tempNameFor } from '../src/compat/shared.js';
 import { spawn } from 'node:child_process';
 import { inspect } from '../src/index.js';
 import { waitUntilReleased } from '../src/lock.js';
@@ -418,6 +418,17 @@ describe('both drop-ins: how a lock file comes into place', () => {
     expect(seen).toContain('data.lock');
     expect(tmpNames(seen)).toEqual([]);
     expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a temporary file renamed into place never replaces a file someone put there', () => {
+    const dir = tempDir();
+    const target = join(dir, '.fslock');
+    writeFileSync(target, 'not ours');
+    const tmp = tempNameFor(target);
+    const created = { tmp, fd: openSync(tmp, 'wx') };
+    expect(() => placeLocked(target, 'rename', false, created)).toThrow(expect.objectContaining({ code: 'EEXIST' }));
+    expect(readFileSync(target, 'utf8')).toBe('not ours');
+    expect(readdirSync(dir)).toEqual(['.fslock']);
   });
 
   it('on a filesystem without anonymous files they use a temporary file and leave nothing', async () => {

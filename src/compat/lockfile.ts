@@ -22,11 +22,10 @@ import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
 import { descriptorHoldsOwnRecord, fileHoldsRecord } from '../holder.js';
 import { unlinkIfHeld } from '../unlink.js';
-import { dirname } from 'path';
 import {
-  anonymousFlags,
-  anonymousOpenFailure,
   cleanupOnExit,
+  createAnonymous,
+  createAnonymousSync,
   isHeld,
   placeLocked,
   probeMarker,
@@ -108,15 +107,8 @@ function existsError(path: string): Error {
 
 function createTempSync(path: string): CreatedTemp | null {
   if (process.platform === 'win32') return null;
-  const flags = anonymousFlags();
-  if (flags !== undefined) {
-    try {
-      return { tmp: null, fd: fs.openSync(dirname(path), flags) };
-    } catch (err) {
-      const e = anonymousOpenFailure(err, path);
-      if (e) throw e;
-    }
-  }
+  const anonymous = createAnonymousSync(path, (dir, flags) => fs.openSync(dir, flags));
+  if (anonymous) return anonymous;
   const tmp = tempNameFor(path);
   return { tmp, fd: fs.openSync(tmp, 'wx') };
 }
@@ -127,15 +119,8 @@ function openAsync(p: string, flags: string | number): Promise<number> {
 
 async function createTemp(path: string): Promise<CreatedTemp | null> {
   if (process.platform === 'win32') return null;
-  const flags = anonymousFlags();
-  if (flags !== undefined) {
-    try {
-      return { tmp: null, fd: await openAsync(dirname(path), flags) };
-    } catch (err) {
-      const e = anonymousOpenFailure(err, path);
-      if (e) throw e;
-    }
-  }
+  const anonymous = await createAnonymous(path, openAsync);
+  if (anonymous) return anonymous;
   const tmp = tempNameFor(path);
   return { tmp, fd: await openAsync(tmp, 'wx') };
 }

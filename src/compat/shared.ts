@@ -4,7 +4,7 @@ import { linkSync, lstatSync, openSync, renameSync } from 'fs';
 import { dirname, join } from 'path';
 import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
-import { lockAnonymousFile, lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
+import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
 import { unlinkIfHeld } from '../unlink.js';
@@ -39,17 +39,12 @@ let anonymousLinkable = binding.constants.ANONYMOUS_FILE !== 0;
 /** Errors of an O_TMPFILE open that mean "not on this filesystem or kernel": use a named temporary file. */
 const NO_ANONYMOUS = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EISDIR', 'EINVAL']);
 
-/** Whether to try an anonymous file first; else `undefined` stands for "use a named one". */
-export function anonymousFlags(): number | undefined {
-  return anonymousLinkable ? binding.constants.ANONYMOUS_FILE : undefined;
-}
-
 /**
  * What to do with an error of the O_TMPFILE open of `target`'s directory:
  * null to fall back to a named temporary file, else the error to report,
  * naming `target` (the file the caller asked about) rather than the directory.
  */
-export function anonymousOpenFailure(err: unknown, target: string): Error | null {
+function anonymousOpenFailure(err: unknown, target: string): Error | null {
   if (NO_ANONYMOUS.has(code(err) ?? '')) return null;
   const e = err as NodeJS.ErrnoException;
   const dir = dirname(target);
@@ -60,12 +55,33 @@ export function anonymousOpenFailure(err: unknown, target: string): Error | null
   return e;
 }
 
-/** Opens an anonymous file in `target`'s directory with Node's fs, or null where that cannot be done. */
-function createAnonymousSync(target: string): CreatedTemp | null {
-  const flags = anonymousFlags();
-  if (flags === undefined) return null;
+/**
+ * Opens an anonymous file in `target`'s directory with `open` (Node's fs by
+ * default; the lockfile layer passes its own call so fs hooks see it), or
+ * null where there are none: then the caller uses a named temporary file.
+ */
+export function createAnonymousSync(
+  target: string,
+  open: (dir: string, flags: number) => number = openSync,
+): CreatedTemp | null {
+  if (!anonymousLinkable) return null;
   try {
-    return { tmp: null, fd: openSync(dirname(target), flags) };
+    return { tmp: null, fd: open(dirname(target), binding.constants.ANONYMOUS_FILE) };
+  } catch (err) {
+    const e = anonymousOpenFailure(err, target);
+    if (e) throw e;
+    return null;
+  }
+}
+
+/** createAnonymousSync with an asynchronous `open`. */
+export async function createAnonymous(
+  target: string,
+  open: (dir: string, flags: number) => Promise<number>,
+): Promise<CreatedTemp | null> {
+  if (!anonymousLinkable) return null;
+  try {
+    return { tmp: null, fd: await open(dirname(target), binding.constants.ANONYMOUS_FILE) };
   } catch (err) {
     const e = anonymousOpenFailure(err, target);
     if (e) throw e;
@@ -81,9 +97,9 @@ function createAnonymousSync(target: string): CreatedTemp | null {
  * without a name, locked, and then linked at `target`, which fails with
  * EEXIST like O_EXCL whatever `mode` says: no temporary name appears in the
  * directory, none can be swapped by a neighbour, and a crash leaves nothing.
- * Elsewhere a fresh temporary file is locked, then renamed (mode 'rename')
- * or hard-linked (mode 'link', which fails with EEXIST like O_EXCL) into
- * place.
+ * Elsewhere a fresh temporary file is locked, then renamed (mode 'rename',
+ * never over a file where the OS can refuse that) or hard-linked (mode
+ * 'link', which fails with EEXIST like O_EXCL) into place.
  * `record`: write pid, host and time into it (lockfile's layer tells its own
  * files from real lockfile's by that; proper-lockfile's marker needs none).
  * `created`: the file the caller opened for it (see CreatedTemp); without
@@ -96,25 +112,17 @@ export function placeLocked(
   created?: CreatedTemp | null,
 ): FileLock {
   const c = created ?? createAnonymousSync(target);
-  if (c && c.tmp === null) {
-    const placed = placeAnonymous(target, record, c.fd);
-    if (placed) return placed;
-    // cannot be linked here after all (no /proc): a named temporary file from now on
-  }
-  return placeNamed(target, mode, record, c && c.tmp !== null ? { tmp: c.tmp, fd: c.fd } : null);
+  if (c?.tmp !== null) return placeNamed(target, mode, record, c);
+  // null: an anonymous file cannot be linked here after all (no /proc); a named one then
+  return placeAnonymous(target, record, c.fd) ?? placeNamed(target, mode, record, null);
 }
 
 /** Locks the anonymous file `fd`, records, and links it at `target`; null when linking cannot be done here. */
 function placeAnonymous(target: string, record: boolean, fd: number): FileLock | null {
-  let held: FileLock | null;
-  try {
-    held = lockAnonymousFile(target, fd); // takes `fd` over: closed with the lock
-  } catch (err) {
-    throw withTarget(err, target);
-  }
+  const held = lockCreatedFile(target, fd, true); // takes `fd` over: closed with the lock
   if (!held) throw new Error(`fslock: could not lock a fresh anonymous file for '${target}'`);
   try {
-    if (record) writeRecordQuietly(held.fd);
+    if (record) writeRecordQuietly(held.fd, held.identity);
     binding.linkAnonymous(held.fd, target);
     return held;
   } catch (err) {
@@ -127,13 +135,8 @@ function placeAnonymous(target: string, record: boolean, fd: number): FileLock |
   }
 }
 
-function placeNamed(
-  target: string,
-  mode: 'rename' | 'link',
-  record: boolean,
-  created: { tmp: string; fd: number } | null,
-): FileLock {
-  const tmp = created ? created.tmp : tempNameFor(target);
+function placeNamed(target: string, mode: 'rename' | 'link', record: boolean, created: CreatedTemp | null): FileLock {
+  const tmp = created?.tmp ?? tempNameFor(target);
   const ours = created ? binding.identity(created.fd) : null;
   let held: FileLock | null = null;
   try {
@@ -147,7 +150,7 @@ function placeNamed(
   try {
     if (record) writeRecordQuietly(held.fd, id);
     if (mode === 'rename') {
-      renameSync(tmp, target);
+      renameNoReplace(tmp, target);
     } else {
       try {
         linkSync(tmp, target);
@@ -167,6 +170,16 @@ function placeNamed(
   return held;
 }
 
+/** rename() that fails with EEXIST rather than replace a file someone put at `to`, where the OS can say so. */
+function renameNoReplace(from: string, to: string): void {
+  try {
+    binding.renameNoReplace(from, to);
+  } catch (err) {
+    if (code(err) !== 'ENOSYS') throw err;
+    renameSync(from, to);
+  }
+}
+
 /** Our own new file: pid, host, time; never the command line. */
 function writeRecordQuietly(fd: number, identity?: string): void {
   try {
@@ -174,12 +187,6 @@ function writeRecordQuietly(fd: number, identity?: string): void {
   } catch {
     // the record is a courtesy
   }
-}
-
-function withTarget(err: unknown, target: string): unknown {
-  const e = err as NodeJS.ErrnoException;
-  if (e && typeof e === 'object' && !e.path) e.path = target;
-  return e;
 }
 
 export type Liveness = 'live' | 'dead' | 'absent' | 'foreign';
