@@ -221,14 +221,15 @@ export function fileHoldsRecord(path: string): boolean {
 
 /**
  * Whether the open file `fd` starts with an fslock record naming that very
- * file (a compat layer's lock file). Read through the descriptor: the answer
- * is about the file in hand, whatever its name holds by now.
+ * file (a compat layer's lock file), whose identity is `identity` (a lock's,
+ * taken while the file had its name). Read through the descriptor: the
+ * answer is about the file in hand, whatever its name holds by now.
  */
-export function descriptorHoldsOwnRecord(fd: number): boolean {
+export function descriptorHoldsOwnRecord(fd: number, identity = binding.identity(fd)): boolean {
   const buf = Buffer.alloc(RECORD_MAX);
   try {
     const r = parseRecord(buf.subarray(0, binding.readAt(fd, buf, 0)));
-    return r !== null && r.file === binding.identity(fd);
+    return r !== null && r.file === identity;
   } catch {
     return false;
   }

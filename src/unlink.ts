@@ -17,11 +17,16 @@ import { basename, dirname, join } from 'path';
 import { binding } from './binding.js';
 import { errorCode } from './errors.js';
 
-// Names to move aside to: unique in this process by the counter, among
-// processes by pid and salt (random bytes per call cost ~8 µs, a tenth of a
-// drop-in's whole release).
-const asideSalt = randomBytes(6).toString('hex');
-let asideCount = 0;
+// Names of fslock's own transient files: unique in this process by the
+// counter, among processes by pid and salt (random bytes per call cost ~8 µs,
+// a tenth of a drop-in's whole release).
+const salt = randomBytes(6).toString('hex');
+let counter = 0;
+
+/** A tag no other name of fslock's carries: "<pid>-<salt><counter>". */
+export function uniqueTag(): string {
+  return `${process.pid}-${salt}${(counter++).toString(36)}`;
+}
 
 /**
  * Deletes the file at `path` if it is the file with `identity` ("dev:ino") and
@@ -29,10 +34,7 @@ let asideCount = 0;
  * there (not that one); true when it was deleted, or nothing was there.
  */
 export function unlinkIfHeld(path: string, identity: string, withData = false): boolean {
-  const aside = join(
-    dirname(path),
-    `.${basename(path)}.fslock-unlink-${process.pid}-${asideSalt}${(asideCount++).toString(36)}`,
-  );
+  const aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${uniqueTag()}`);
   try {
     renameSync(path, aside);
   } catch (err) {

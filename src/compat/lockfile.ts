@@ -75,7 +75,7 @@ function isStale(stat: () => fs.Stats, stale: number | undefined): boolean {
  * HANDLE that fs.fstat cannot take.
  */
 function mayTakeOver(path: string, probe: FileLock, stale: number | undefined): boolean {
-  if (descriptorHoldsOwnRecord(probe.fd)) return true;
+  if (descriptorHoldsOwnRecord(probe.fd, probe.identity)) return true;
   return isStale(() => (process.platform === 'win32' ? fs.statSync(path) : fs.fstatSync(probe.fd)), stale);
 }
 

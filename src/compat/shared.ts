@@ -1,5 +1,4 @@
 /** Pieces shared by the proper-lockfile and lockfile compatibility layers. */
-import { randomBytes } from 'crypto';
 import { linkSync, lstatSync, openSync, renameSync } from 'fs';
 import { dirname, join } from 'path';
 import { binding } from '../binding.js';
@@ -7,15 +6,11 @@ import { errorCode as code } from '../errors.js';
 import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
-import { unlinkIfHeld } from '../unlink.js';
-
-/** Unique among this process's temporary files (with the pid: among every process's). */
-let tmpCounter = 0;
-const tmpSalt = randomBytes(4).toString('hex');
+import { uniqueTag, unlinkIfHeld } from '../unlink.js';
 
 /** A fresh name for a temporary file beside `target`. */
 export function tempNameFor(target: string): string {
-  return join(dirname(target), `.fslock-${process.pid}-${tmpSalt}${(tmpCounter++).toString(36)}.tmp`);
+  return join(dirname(target), `.fslock-${uniqueTag()}.tmp`);
 }
 
 /**
