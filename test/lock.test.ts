@@ -14,7 +14,7 @@ import {
 } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { hostname } from 'node:os';
 import {
   closeIdleDescriptors,
@@ -585,6 +585,35 @@ describe('unlinkOnRelease', () => {
     writeFileSync(p, 'someone else');
     l.release();
     expect(readFileSync(p, 'utf8')).toBe('someone else');
+  });
+
+  it('leaves its own file in place once someone wrote data into it', async () => {
+    const p = join(tempDir(), 'u4.lock');
+    const l = await lock(p, { unlinkOnRelease: true });
+    writeFileSync(p, 'not a bare lock file any more');
+    l.release();
+    expect(readFileSync(p, 'utf8')).toBe('not a bare lock file any more');
+    expect(readdirSync(dirname(p))).toEqual(['u4.lock']); // put back, nothing left aside
+  });
+
+  it('never deletes a symlink put in its place, even one to the very file it holds', async () => {
+    const p = join(tempDir(), 'u5.lock');
+    const l = await lock(p, { unlinkOnRelease: true });
+    renameSync(p, `${p}.real`);
+    symlinkSync(`${p}.real`, p); // following it would find the held file
+    l.release();
+    expect(lstatSync(p).isSymbolicLink()).toBe(true);
+    expect(existsSync(`${p}.real`)).toBe(true);
+    expect(readdirSync(dirname(p)).sort()).toEqual(['u5.lock', 'u5.lock.real']);
+  });
+
+  it('releases quietly when its file was deleted meanwhile', async () => {
+    const p = join(tempDir(), 'u6.lock');
+    const l = await lock(p, { unlinkOnRelease: true });
+    rmSync(p);
+    l.release();
+    expect(readdirSync(dirname(p))).toEqual([]);
+    expect(l.released).toBe(true);
   });
 });
 

@@ -41,6 +41,7 @@ int Errno() { return errno ? errno : EIO; }
 // these, which every glibc still exports (stat64 and fstat64 are GLIBC_2.33).
 extern "C" int __fxstat64(int ver, int fd, struct stat64* st);
 extern "C" int __xstat64(int ver, const char* path, struct stat64* st);
+extern "C" int __lxstat64(int ver, const char* path, struct stat64* st);
 static_assert(sizeof(struct stat) == sizeof(struct stat64), "64-bit Linux: stat is stat64");
 
 int StatFd(int fd, struct stat* st) {
@@ -48,6 +49,9 @@ int StatFd(int fd, struct stat* st) {
 }
 int StatPath(const char* path, struct stat* st) {
   return __xstat64(FSLOCK_STAT_VER, path, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
+}
+int LstatPath(const char* path, struct stat* st) {
+  return __lxstat64(FSLOCK_STAT_VER, path, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
 }
 #if defined(__GLIBCXX__)
 // See glibc_floor.h: what GCC 11+ headers call when an allocation size
@@ -59,6 +63,7 @@ extern "C" [[noreturn]] __attribute__((visibility("hidden"))) void __wrap__ZSt28
 #else
 int StatFd(int fd, struct stat* st) { return fstat(fd, st) == 0 ? 0 : Errno(); }
 int StatPath(const char* path, struct stat* st) { return stat(path, st) == 0 ? 0 : Errno(); }
+int LstatPath(const char* path, struct stat* st) { return lstat(path, st) == 0 ? 0 : Errno(); }
 #endif
 
 namespace {
@@ -211,6 +216,23 @@ int LinkAnonymous(handle_t h, const char* to) {
   (void)to;
   return ENOSYS;
 #endif
+}
+
+int UnlinkAside(const char* path, const char* aside, const Identity& expect, bool with_data, int* outcome) {
+  if (rename(path, aside) != 0) {
+    int e = Errno();
+    if (e != ENOENT) return e;
+    *outcome = kAsideAbsent;
+    return 0;
+  }
+  struct stat st;
+  if (LstatPath(aside, &st) != 0 || static_cast<uint64_t>(st.st_dev) != expect.dev ||
+      static_cast<uint64_t>(st.st_ino) != expect.ino || (!with_data && st.st_size != 0)) {
+    *outcome = kAsideNotOurs;
+    return 0;
+  }
+  *outcome = kAsideUnlinked;  // set before the unlink: an error now is the unlink's
+  return unlink(aside) == 0 ? 0 : Errno();
 }
 
 int RenameNoReplace(const char* from, const char* to) {

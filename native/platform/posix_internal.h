@@ -16,6 +16,7 @@ int Errno();
 // calls every glibc since 2.2.5 exports (see glibc_floor.h).
 int StatFd(int fd, struct stat* st);
 int StatPath(const char* path, struct stat* st);
+int LstatPath(const char* path, struct stat* st);
 // The single system call behind Lock(); EINTR is returned to the caller.
 int LockOnce(const LockRequest& req, int fd, bool wait);
 // F_SETLK on [begin, end) (end == to_end: to the end of the file and beyond).
