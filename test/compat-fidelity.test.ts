@@ -144,6 +144,29 @@ describe('fslock/lockfile errors and retries as upstream', () => {
       left: [], // no temporary file or lock file left behind
     });
   });
+
+  it('lock() with fs.open not hooked makes no threadpool round trip: it opens at once, as fslock does', async () => {
+    const dir = tempDir();
+    const p = JSON.stringify(join(dir, 'c.lock'));
+    // counts Node's asynchronous fs requests made while lock() runs
+    const script = `
+      const asyncHooks = require('async_hooks');
+      const fs = require('fs');
+      const lockFile = require(${JSON.stringify(join(DIST, 'compat', 'lockfile.js'))});
+      let fsRequests = 0;
+      const hook = asyncHooks.createHook({ init(id, type) { if (type === 'FSREQCALLBACK') fsRequests++; } });
+      hook.enable();
+      lockFile.lock(${p}, { wait: 1000 }, (err) => {
+        hook.disable();
+        const out = { err: err && err.message, fsRequests, exists: fs.existsSync(${p}) };
+        lockFile.unlockSync(${p});
+        out.left = fs.readdirSync(${JSON.stringify(dir)});
+        console.log(JSON.stringify(out));
+      });`;
+    const r = await run(process.execPath, ['-e', script]);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toEqual({ err: null, fsRequests: 0, exists: true, left: [] });
+  });
 });
 
 describe('cleanup on SIGINT, SIGTERM and SIGHUP, as upstream', () => {
