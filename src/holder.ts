@@ -88,21 +88,31 @@ function lstatIdentity(path: string): string | null {
 
 // Read once per process, like the pid (a record names its writer as it started).
 let ownHostname: string | undefined;
+// The record's first fields, the same for every record of this process.
+let ownPrefix: string | undefined;
 
 /** The record line. `argv` is recorded only when given, and capped. */
 export function formatRecord(fileIdentity: string, argv: string[] | undefined): Buffer {
+  const startedAt = new Date().toISOString();
+  if (!argv || argv.length === 0) {
+    // What JSON.stringify makes of the fields below, without building them
+    // again for every record (the drop-ins write one per lock): the first
+    // ones are escaped once, and an ISO date needs no escaping.
+    ownPrefix ??= `{"fslock":1,"pid":${process.pid},"hostname":${JSON.stringify((ownHostname ??= hostname()))}`;
+    return Buffer.from(`${ownPrefix},"startedAt":"${startedAt}","file":${JSON.stringify(fileIdentity)}}\n`);
+  }
   const fields: Record<string, unknown> = {
     fslock: 1,
     pid: process.pid,
     hostname: (ownHostname ??= hostname()),
-    startedAt: new Date().toISOString(),
+    startedAt,
     file: fileIdentity,
   };
-  if (argv && argv.length > 0) fields.argv = argv;
+  fields.argv = argv;
   let line = JSON.stringify(fields);
   if (line.length + 1 > RECORD_MAX) {
     // a record must stay readable as one: keep the command's name only
-    fields.argv = argv ? [String(argv[0]).slice(0, 256)] : [];
+    fields.argv = [String(argv[0]).slice(0, 256)];
     line = JSON.stringify(fields);
   }
   return Buffer.from(`${line}\n`);

@@ -1,12 +1,35 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { hostname } from 'node:os';
 import { existsSync } from 'node:fs';
 import { inspect, inspectSync, lock } from '../src/index.js';
-import { parseProcLocks } from '../src/holder.js';
+import { formatRecord, parseProcLocks, parseRecord } from '../src/holder.js';
 import { attach, cleanupTempDirs, startNode, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
+
+describe('holder records', () => {
+  it('are the JSON of their fields, one line, read back as written', () => {
+    for (const argv of [undefined, [], ['node', 'build.js', 'a "quoted" \\ arg']]) {
+      const buf = formatRecord('2049:1234567', argv);
+      const text = buf.toString('utf8');
+      expect(text.endsWith('\n')).toBe(true);
+      const fields = JSON.parse(text);
+      const expected: Record<string, unknown> = {
+        fslock: 1,
+        pid: process.pid,
+        hostname: hostname(),
+        startedAt: fields.startedAt,
+        file: '2049:1234567',
+      };
+      if (argv && argv.length > 0) expected.argv = argv;
+      expect(text).toBe(`${JSON.stringify(expected)}\n`); // the same bytes, fields in the same order
+      expect(Date.now() - Date.parse(fields.startedAt)).toBeLessThan(60_000);
+      expect(parseRecord(buf)).toMatchObject({ pid: process.pid, file: '2049:1234567' });
+    }
+  });
+});
 
 describe('inspect', () => {
   it('a missing file is reported, not created', async () => {
