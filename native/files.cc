@@ -1,8 +1,6 @@
 // Node-API functions on files: open, close, identity, filesystem type,
 // reads and writes at an offset, the no-replace rename and the naming of
 // anonymous files.
-#include <cstdlib>
-
 #include "errors.h"
 #include "instance.h"
 
@@ -106,29 +104,24 @@ Napi::Value RenameNoReplace(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// unlinkAside(path, aside, identity, withData) -> 1 deleted, 0 nothing was at
-// `path`, 2 another file was (it is left at `aside` for the caller to put
-// back): see platform::UnlinkAside. `identity` is "dev:ino" as identity()
-// gives it. ENOTSUP on Windows.
-Napi::Value UnlinkAside(const Napi::CallbackInfo& info) {
+// moveAside(path, aside) -> null when nothing was at `path`, else what was
+// moved there: { identity: "dev:ino" (null if it could not be lstat'ed), size }.
+// See platform::MoveAside; ENOTSUP on Windows.
+Napi::Value MoveAside(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   std::string path = StrArg(info, 0, "path");
   std::string aside = StrArg(info, 1, "aside");
-  std::string key = StrArg(info, 2, "identity");
-  p::Identity expect;
-  char* end = nullptr;
-  expect.dev = std::strtoull(key.c_str(), &end, 10);
-  if (end == key.c_str() || *end != ':')
-    throw Napi::TypeError::New(info.Env(), "fslock binding: identity must be dev:ino");
-  const char* ino = end + 1;
-  expect.ino = std::strtoull(ino, &end, 10);
-  if (end == ino || *end != '\0') throw Napi::TypeError::New(info.Env(), "fslock binding: identity must be dev:ino");
-  int outcome = p::kAsideNotOurs;
-  int r = p::UnlinkAside(path.c_str(), aside.c_str(), expect, BoolArg(info, 3), &outcome);
-  if (r != 0) {
-    bool unlinking = outcome == p::kAsideUnlinked;
-    throw MakeSystemError(info.Env(), r, unlinking ? "unlink" : "rename", unlinking ? aside : path);
-  }
-  return Napi::Number::New(info.Env(), outcome);
+  bool moved = false;
+  bool found = false;
+  p::Identity id;
+  int64_t size = 0;
+  int r = p::MoveAside(path.c_str(), aside.c_str(), &moved, &found, &id, &size);
+  if (r != 0) throw MakeSystemError(env, r, "rename", path);
+  if (!moved) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("identity", found ? Napi::Value(Napi::String::New(env, IdentityKey(id))) : env.Null());
+  o.Set("size", Napi::Number::New(env, static_cast<double>(size)));
+  return o;
 }
 
 // linkAnonymous(fd, to): names the anonymous file open as `fd` (see
@@ -155,7 +148,7 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("writeAt", Napi::Function::New(env, WriteAt, "writeAt"));
   exports.Set("readAt", Napi::Function::New(env, ReadAt, "readAt"));
   exports.Set("renameNoReplace", Napi::Function::New(env, RenameNoReplace, "renameNoReplace"));
-  exports.Set("unlinkAside", Napi::Function::New(env, UnlinkAside, "unlinkAside"));
+  exports.Set("moveAside", Napi::Function::New(env, MoveAside, "moveAside"));
   exports.Set("linkAnonymous", Napi::Function::New(env, LinkAnonymous, "linkAnonymous"));
 }
 

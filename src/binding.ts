@@ -66,12 +66,11 @@ export interface Binding {
   /** rename that fails with EEXIST instead of replacing; ENOSYS where it cannot. */
   renameNoReplace(from: string, to: string): void;
   /**
-   * Moves `path` to `aside` (a fresh name beside it), and deletes it there
-   * if it is the file `identity` (and empty, unless `withData`): 1 deleted,
-   * 0 nothing was at `path`, 2 another file was, left at `aside`. Not on
-   * Windows (ENOTSUP).
+   * Renames `path` to `aside` (a fresh name beside it) and lstats what was
+   * moved: null when nothing was at `path`; identity null when the moved
+   * entry could not be lstat'ed. Not on Windows (ENOTSUP).
    */
-  unlinkAside(path: string, aside: string, identity: string, withData: boolean): 0 | 1 | 2;
+  moveAside(path: string, aside: string): { identity: string | null; size: number } | null;
   /**
    * Names the anonymous file open as `fd` (opened with ANONYMOUS_FILE):
    * EEXIST when anything is at `to`; ENOSYS where that cannot be done.

@@ -35,32 +35,36 @@ export function uniqueTag(): string {
  */
 export function unlinkIfHeld(path: string, identity: string, withData = false): boolean {
   const aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${uniqueTag()}`);
-  if (process.platform !== 'win32') {
-    // the same steps in one native call: a release's cost is mostly these
-    const outcome = binding.unlinkAside(path, aside, identity, withData);
-    if (outcome !== 2) return true;
-    putBack(aside, path);
-    return false;
-  }
-  try {
-    renameSync(path, aside);
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return true; // already gone
-    throw err;
-  }
-  let moved: { id: string; size: bigint } | null = null;
-  try {
-    const st = lstatSync(aside, { bigint: true });
-    moved = { id: `${st.dev}:${st.ino}`, size: st.size };
-  } catch {
-    moved = null;
-  }
-  if (moved && moved.id === identity && (withData || moved.size === 0n)) {
+  const moved = moveAside(path, aside);
+  if (moved === null) return true; // already gone
+  if (moved.identity === identity && (withData || moved.size === 0)) {
     unlinkSync(aside);
     return true;
   }
   putBack(aside, path);
   return false;
+}
+
+/**
+ * Renames `path` to `aside` and looks at what was moved (lstat: a symlink is
+ * never taken for its target); null when nothing was at `path`. One native
+ * call where it can (a release's cost is mostly these steps); Node's fs on
+ * Windows.
+ */
+function moveAside(path: string, aside: string): { identity: string | null; size: number } | null {
+  if (process.platform !== 'win32') return binding.moveAside(path, aside);
+  try {
+    renameSync(path, aside);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const st = lstatSync(aside, { bigint: true });
+    return { identity: `${st.dev}:${st.ino}`, size: Number(st.size) };
+  } catch {
+    return { identity: null, size: 0 };
+  }
 }
 
 /** Renames `from` back to `to` without replacing anything now at `to`. */

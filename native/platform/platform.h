@@ -94,18 +94,11 @@ int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);    
 // (renameat2 RENAME_NOREPLACE, renamex_np RENAME_EXCL, MoveFileExW without
 // MOVEFILE_REPLACE_EXISTING). ENOSYS where the OS or filesystem has no such call.
 int RenameNoReplace(const char* from, const char* to);
-// Deletes the file at `path` only if it is the file `expect` (and empty,
-// unless `with_data`): renames it to `aside` (a fresh name in the same
-// directory) in one atomic step, checks what was moved (lstat: a symlink is
-// never taken for its target), and unlinks it. `outcome`: kAsideUnlinked,
-// kAsideAbsent (nothing was at `path`), or kAsideNotOurs (another file, left
-// at `aside` for the caller to put back). On an error, `outcome` is
-// kAsideUnlinked when the unlink failed (the file stays at `aside`), else the
-// rename did. ENOTSUP (Windows): not here.
-constexpr int kAsideUnlinked = 1;
-constexpr int kAsideAbsent = 0;
-constexpr int kAsideNotOurs = 2;
-int UnlinkAside(const char* path, const char* aside, const Identity& expect, bool with_data, int* outcome);
+// Renames `path` to `aside` (a fresh name in the same directory) in one
+// atomic step and lstats what was moved (a symlink is never taken for its
+// target): `moved` false when nothing was at `path`, `found` false when the
+// moved entry could not be lstat'ed. ENOTSUP (Windows): not here.
+int MoveAside(const char* path, const char* aside, bool* moved, bool* found, Identity* id, int64_t* size);
 // The open(2) flags that create an anonymous file in a directory (Linux
 // O_TMPFILE|O_RDWR), or 0 where there is no such thing.
 int AnonymousFileFlags();

@@ -218,21 +218,18 @@ int LinkAnonymous(handle_t h, const char* to) {
 #endif
 }
 
-int UnlinkAside(const char* path, const char* aside, const Identity& expect, bool with_data, int* outcome) {
-  if (rename(path, aside) != 0) {
-    int e = Errno();
-    if (e != ENOENT) return e;
-    *outcome = kAsideAbsent;
-    return 0;
-  }
+int MoveAside(const char* path, const char* aside, bool* moved, bool* found, Identity* id, int64_t* size) {
+  *moved = false;
+  *found = false;
+  if (rename(path, aside) != 0) return errno == ENOENT ? 0 : Errno();
+  *moved = true;
   struct stat st;
-  if (LstatPath(aside, &st) != 0 || static_cast<uint64_t>(st.st_dev) != expect.dev ||
-      static_cast<uint64_t>(st.st_ino) != expect.ino || (!with_data && st.st_size != 0)) {
-    *outcome = kAsideNotOurs;
-    return 0;
-  }
-  *outcome = kAsideUnlinked;  // set before the unlink: an error now is the unlink's
-  return unlink(aside) == 0 ? 0 : Errno();
+  if (LstatPath(aside, &st) != 0) return 0;
+  *found = true;
+  id->dev = static_cast<uint64_t>(st.st_dev);
+  id->ino = static_cast<uint64_t>(st.st_ino);
+  *size = static_cast<int64_t>(st.st_size);
+  return 0;
 }
 
 int RenameNoReplace(const char* from, const char* to) {

@@ -103,7 +103,7 @@ int AnonymousFileFlags() { return 0; }
 
 int LinkAnonymous(handle_t, const char*) { return ERROR_NOT_SUPPORTED; }
 
-int UnlinkAside(const char*, const char*, const Identity&, bool, int*) { return ERROR_NOT_SUPPORTED; }
+int MoveAside(const char*, const char*, bool*, bool*, Identity*, int64_t*) { return ERROR_NOT_SUPPORTED; }
 
 int RenameNoReplace(const char* from, const char* to) {
   std::wstring wfrom = Widen(from);
