@@ -86,35 +86,22 @@ function lstatIdentity(path: string): string | null {
   }
 }
 
-// Read once per process, like the pid (a record names its writer as it started).
-let ownHostname: string | undefined;
-// The record's first fields, the same for every record of this process.
+// The record's first fields, the same for every record of this process
+// (the hostname is read once, like the pid: a record names its writer as it started).
 let ownPrefix: string | undefined;
 
-/** The record line. `argv` is recorded only when given, and capped. */
+/**
+ * The record line: the JSON of { fslock, pid, hostname, startedAt, file,
+ * argv }, built without JSON.stringify over the whole (the drop-ins write one
+ * per lock). `argv` is recorded only when given, and capped.
+ */
 export function formatRecord(fileIdentity: string, argv: string[] | undefined): Buffer {
-  const startedAt = new Date().toISOString();
-  if (!argv || argv.length === 0) {
-    // What JSON.stringify makes of the fields below, without building them
-    // again for every record (the drop-ins write one per lock): the first
-    // ones are escaped once, and an ISO date needs no escaping.
-    ownPrefix ??= `{"fslock":1,"pid":${process.pid},"hostname":${JSON.stringify((ownHostname ??= hostname()))}`;
-    return Buffer.from(`${ownPrefix},"startedAt":"${startedAt}","file":${JSON.stringify(fileIdentity)}}\n`);
-  }
-  const fields: Record<string, unknown> = {
-    fslock: 1,
-    pid: process.pid,
-    hostname: (ownHostname ??= hostname()),
-    startedAt,
-    file: fileIdentity,
-  };
-  fields.argv = argv;
-  let line = JSON.stringify(fields);
-  if (line.length + 1 > RECORD_MAX) {
-    // a record must stay readable as one: keep the command's name only
-    fields.argv = [String(argv[0]).slice(0, 256)];
-    line = JSON.stringify(fields);
-  }
+  ownPrefix ??= `{"fslock":1,"pid":${process.pid},"hostname":${JSON.stringify(hostname())}`;
+  const head = `${ownPrefix},"startedAt":"${new Date().toISOString()}","file":${JSON.stringify(fileIdentity)}`;
+  if (!argv || argv.length === 0) return Buffer.from(`${head}}\n`);
+  let line = `${head},"argv":${JSON.stringify(argv)}}`;
+  // a record must stay readable as one: keep the command's name only
+  if (line.length + 1 > RECORD_MAX) line = `${head},"argv":${JSON.stringify([String(argv[0]).slice(0, 256)])}}`;
   return Buffer.from(`${line}\n`);
 }
 

@@ -107,16 +107,17 @@ function existsError(path: string): Error {
 //
 // lock() opens through fs.open only while someone has replaced it since this
 // module loaded. Node's own fs.open would only add a threadpool round trip
-// to every attempt (about a fifth of a hand-off's time, measured with
-// bench/run.js); unhooked, lock() opens synchronously, as fslock's own lock()
-// does, with Node's openSync as it was at load (so a hook on fs.openSync,
-// meant for lockSync, is not called by lock(), as upstream's lock never calls it).
+// to every attempt (about a sixth of a hand-off's time, measured with
+// bench/dropins.js --handoff); unhooked, lock() opens synchronously, as
+// fslock's own lock() does, with Node's openSync as it was at load (so a hook
+// on fs.openSync, meant for lockSync, is not called by lock(), as upstream's
+// lock never calls it).
 const nodeOpen = fs.open;
 const nodeOpenSync = fs.openSync;
 
 function createTempWith(path: string, open: (p: string, flags: string | number) => number): CreatedTemp | null {
   if (process.platform === 'win32') return null;
-  const anonymous = createAnonymousSync(path, (dir, flags) => open(dir, flags));
+  const anonymous = createAnonymousSync(path, open);
   if (anonymous) return anonymous;
   const tmp = tempNameFor(path);
   return { tmp, fd: open(tmp, 'wx') };
@@ -131,8 +132,7 @@ function openAsync(p: string, flags: string | number): Promise<number> {
 }
 
 async function createTemp(path: string): Promise<CreatedTemp | null> {
-  if (process.platform === 'win32') return null;
-  if (fs.open === nodeOpen) return createTempWith(path, nodeOpenSync);
+  if (process.platform === 'win32' || fs.open === nodeOpen) return createTempWith(path, nodeOpenSync);
   const anonymous = await createAnonymous(path, openAsync);
   if (anonymous) return anonymous;
   const tmp = tempNameFor(path);
