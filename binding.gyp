@@ -19,7 +19,7 @@
         }, {
           "sources": [
             "native/platform/posix_calls.cc", "native/platform/posix_waiter.cc",
-            "native/platform/posix_registry.cc"
+            "native/platform/posix_registry.cc", "native/platform/posix_tree.cc"
           ],
           "libraries": ["-lpthread"]
         }],

@@ -124,6 +124,15 @@ Napi::Value MoveAside(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// removeTree(path) -> how many entries were deleted; see platform::RemoveTree.
+Napi::Value RemoveTree(const Napi::CallbackInfo& info) {
+  std::string path = StrArg(info, 0, "path");
+  uint64_t removed = 0;
+  int r = p::RemoveTree(path.c_str(), &removed);
+  if (r != 0) throw MakeSystemError(info.Env(), r, "rm", path);
+  return Napi::Number::New(info.Env(), static_cast<double>(removed));
+}
+
 // linkAnonymous(fd, to): names the anonymous file open as `fd` (see
 // AnonymousFileFlags); EEXIST when anything is at `to`; ENOSYS where that
 // cannot be done.
@@ -149,6 +158,7 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("readAt", Napi::Function::New(env, ReadAt, "readAt"));
   exports.Set("renameNoReplace", Napi::Function::New(env, RenameNoReplace, "renameNoReplace"));
   exports.Set("moveAside", Napi::Function::New(env, MoveAside, "moveAside"));
+  exports.Set("removeTree", Napi::Function::New(env, RemoveTree, "removeTree"));
   exports.Set("linkAnonymous", Napi::Function::New(env, LinkAnonymous, "linkAnonymous"));
 }
 

@@ -4,7 +4,7 @@
 // pooled native thread (platform::WaitStart), never in the libuv threadpool.
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -12,6 +12,7 @@
 
 #include "errors.h"
 #include "instance.h"
+#include "platform/steady_wait.h"
 
 namespace fslock {
 
@@ -292,11 +293,17 @@ Napi::Value WaitCancel(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), outcome);
 }
 
+// Milliseconds as microseconds, saturating (timeouts up to Number.MAX_VALUE arrive here).
+std::chrono::microseconds TimeoutMicros(int64_t ms) {
+  const int64_t kMax = INT64_MAX / 1000;
+  return std::chrono::microseconds(ms > kMax ? INT64_MAX : ms * 1000);
+}
+
 // A synchronous wait: the calling thread blocks on a condition variable
 // while a pool thread blocks in the kernel, so the timeout can interrupt it.
 struct SyncWait {
   std::mutex mu;
-  std::condition_variable cv;
+  p::SteadyCondition cv;  // timed on the monotonic clock: a clock step cannot stretch a timeout
   bool done = false;
 };
 
@@ -304,7 +311,7 @@ void SyncDone(p::Waiter*, void* raw) {
   auto* sw = static_cast<SyncWait*>(raw);
   std::lock_guard<std::mutex> lk(sw->mu);
   sw->done = true;
-  sw->cv.notify_all();
+  sw->cv.NotifyAll();
 }
 
 // waitSync(primitive, fd, type, start, len, timeoutMs, budgetMs) -> 1 granted, 0 timed out, 2 stuck
@@ -321,7 +328,7 @@ Napi::Value WaitSync(const Napi::CallbackInfo& info) {
   bool finished;
   {
     std::unique_lock<std::mutex> lk(sw->mu);
-    finished = sw->cv.wait_for(lk, std::chrono::milliseconds(timeout), [&] { return sw->done; });
+    finished = sw->cv.WaitFor(lk, TimeoutMicros(timeout), [&] { return sw->done; });
   }
   int outcome = p::kCancelGranted;
   if (!finished) {
@@ -333,7 +340,7 @@ Napi::Value WaitSync(const Napi::CallbackInfo& info) {
     }
     // `done` has run or is about to: wait for it before freeing
     std::unique_lock<std::mutex> lk(sw->mu);
-    sw->cv.wait(lk, [&] { return sw->done; });
+    while (!sw->done) sw->cv.Wait(lk);
   }
   int res = p::WaitResult(w);
   p::WaitFree(w);

@@ -72,6 +72,12 @@ export interface Binding {
    */
   moveAside(path: string, aside: string): { identity: string | null; size: number } | null;
   /**
+   * Deletes `path` (a directory with everything in it) by directory
+   * descriptors, never following a symlink or leaving the tree; returns how
+   * many entries it deleted (0: nothing was there). ENOTSUP on Windows.
+   */
+  removeTree(path: string): number;
+  /**
    * Names the anonymous file open as `fd` (opened with ANONYMOUS_FILE):
    * EEXIST when anything is at `to`; ENOSYS where that cannot be done.
    */

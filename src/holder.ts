@@ -46,9 +46,9 @@ import {
 } from 'fs';
 import { hostname } from 'os';
 import { basename, dirname, join } from 'path';
-import { randomBytes } from 'crypto';
 import { binding, C } from './binding.js';
 import { errorCode } from './errors.js';
+import { randomTag } from './names.js';
 import type { LockMode } from './options.js';
 
 /** What an exclusive holder records in its sidecar. */
@@ -156,7 +156,7 @@ export function writeRecord(lockPath: string, fileIdentity: string, argv: string
   const target = recordPath(lockPath);
   const tmp = join(
     dirname(target),
-    `.${basename(lockPath)}.fslock-holder-${process.pid}-${randomBytes(4).toString('hex')}.tmp`,
+    `.${basename(lockPath)}.fslock-holder-${randomTag()}.tmp`,
   );
   let fd: number;
   try {

@@ -11,22 +11,11 @@
  * compatibility layers for their own lock files, which they create with
  * O_EXCL and write a holder record into.
  */
-import { linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
-import { randomBytes } from 'crypto';
+import { existsSync, linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
 import { basename, dirname, join } from 'path';
 import { binding } from './binding.js';
 import { errorCode } from './errors.js';
-
-// Names of fslock's own transient files: unique in this process by the
-// counter, among processes by pid and salt (random bytes per call cost ~8 µs,
-// a tenth of a drop-in's whole release).
-const salt = randomBytes(6).toString('hex');
-let counter = 0;
-
-/** A tag no other name of fslock's carries: "<pid>-<salt><counter>". */
-export function uniqueTag(): string {
-  return `${process.pid}-${salt}${(counter++).toString(36)}`;
-}
+import { NAME_ATTEMPTS, nameTaken, randomTag } from './names.js';
 
 /**
  * Deletes the file at `path` if it is the file with `identity` ("dev:ino") and
@@ -34,8 +23,18 @@ export function uniqueTag(): string {
  * there (not that one); true when it was deleted, or nothing was there.
  */
 export function unlinkIfHeld(path: string, identity: string, withData = false): boolean {
-  const aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${uniqueTag()}`);
-  const moved = moveAside(path, aside);
+  let aside = '';
+  let moved: ReturnType<typeof moveAside> | undefined;
+  // A name someone planted (they cannot predict it, but may be lucky) is
+  // never replaced: another name is tried.
+  for (let i = 1; moved === undefined; i++) {
+    aside = join(dirname(path), `.${basename(path)}.fslock-unlink-${randomTag()}`);
+    try {
+      moved = moveAside(path, aside);
+    } catch (err) {
+      if (i >= NAME_ATTEMPTS || !nameTaken(errorCode(err))) throw err;
+    }
+  }
   if (moved === null) return true; // already gone
   if (moved.identity === identity && (withData || moved.size === 0)) {
     unlinkSync(aside);
@@ -53,6 +52,8 @@ export function unlinkIfHeld(path: string, identity: string, withData = false): 
  */
 function moveAside(path: string, aside: string): { identity: string | null; size: number } | null {
   if (process.platform !== 'win32') return binding.moveAside(path, aside);
+  // Windows: rename replaces no directory, and a file only if asked; check first
+  if (existsSync(aside)) throw Object.assign(new Error(`EEXIST: ${aside}`), { code: 'EEXIST' });
   try {
     renameSync(path, aside);
   } catch (err) {

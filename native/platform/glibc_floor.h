@@ -29,10 +29,12 @@
 #if defined(__x86_64__)
 #define FSLOCK_GLIBC_BASE "GLIBC_2.2.5"
 #define FSLOCK_GLIBC_SIGQUEUE "GLIBC_2.11"
+#define FSLOCK_GLIBC_SETCLOCK "GLIBC_2.3.3"
 #define FSLOCK_STAT_VER 1  // _STAT_VER_LINUX of glibc before 2.33
 #elif defined(__aarch64__)
 #define FSLOCK_GLIBC_BASE "GLIBC_2.17"
 #define FSLOCK_GLIBC_SIGQUEUE "GLIBC_2.17"
+#define FSLOCK_GLIBC_SETCLOCK "GLIBC_2.17"
 #define FSLOCK_STAT_VER 0
 #endif
 
@@ -42,13 +44,17 @@ __asm__(".symver pthread_create, pthread_create@" FSLOCK_GLIBC_BASE);
 __asm__(".symver pthread_attr_setstacksize, pthread_attr_setstacksize@" FSLOCK_GLIBC_BASE);
 __asm__(".symver pthread_sigmask, pthread_sigmask@" FSLOCK_GLIBC_BASE);
 __asm__(".symver pthread_sigqueue, pthread_sigqueue@" FSLOCK_GLIBC_SIGQUEUE);
+// steady_wait.h: timed waits on the monotonic clock
+__asm__(".symver pthread_condattr_setclock, pthread_condattr_setclock@" FSLOCK_GLIBC_SETCLOCK);
 #endif
 
 // libstdc++ built for glibc 2.30+ implements steady-clock waits of
 // std::condition_variable with pthread_cond_clockwait, which glibc 2.28 does
 // not have. Without this macro it uses pthread_cond_timedwait against the
-// system clock, measured relative to the steady clock, exactly as libstdc++
-// does when it is built on glibc 2.28.
+// system clock, exactly as libstdc++ does when it is built on glibc 2.28: a
+// clock step stretches such a wait. So every timed wait whose length matters
+// uses platform::SteadyCondition (steady_wait.h) instead; only the idle pool
+// threads' 30 s linger still waits this way.
 #if defined(__cplusplus) && __has_include(<bits/c++config.h>)
 #include <bits/c++config.h>
 #undef _GLIBCXX_USE_PTHREAD_COND_CLOCKWAIT

@@ -9,7 +9,7 @@
 //
 // Implementations: posix_calls.cc (system-call wrappers), posix_waiter.cc
 // (interruptible waits on pooled threads), posix_registry.cc (the POSIX lock
-// registry); win32.cc for Windows.
+// registry), posix_tree.cc (tree removal by descriptors); win32.cc for Windows.
 #pragma once
 
 #include <cstdint>
@@ -95,10 +95,17 @@ int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);    
 // MOVEFILE_REPLACE_EXISTING). ENOSYS where the OS or filesystem has no such call.
 int RenameNoReplace(const char* from, const char* to);
 // Renames `path` to `aside` (a fresh name in the same directory) in one
-// atomic step and lstats what was moved (a symlink is never taken for its
-// target): `moved` false when nothing was at `path`, `found` false when the
-// moved entry could not be lstat'ed. ENOTSUP (Windows): not here.
+// atomic step, never replacing anything at `aside` (EEXIST where the OS can
+// refuse; pick another name), and lstats what was moved (a symlink is never
+// taken for its target): `moved` false when nothing was at `path`, `found`
+// false when the moved entry could not be lstat'ed. ENOTSUP (Windows): not here.
 int MoveAside(const char* path, const char* aside, bool* moved, bool* found, Identity* id, int64_t* size);
+// Deletes `path` and, if it is a directory, everything in it, walking by
+// directory descriptors (openat O_NOFOLLOW|O_DIRECTORY, fstatat, unlinkat),
+// so no rename or symlink swapped in meanwhile can lead it outside the tree;
+// never crosses into another filesystem (EXDEV). A missing `path` is 0.
+// `removed` counts the entries deleted. ENOSYS (Windows): not here.
+int RemoveTree(const char* path, uint64_t* removed);
 // The open(2) flags that create an anonymous file in a directory (Linux
 // O_TMPFILE|O_RDWR), or 0 where there is no such thing.
 int AnonymousFileFlags();

@@ -42,6 +42,7 @@ int Errno() { return errno ? errno : EIO; }
 extern "C" int __fxstat64(int ver, int fd, struct stat64* st);
 extern "C" int __xstat64(int ver, const char* path, struct stat64* st);
 extern "C" int __lxstat64(int ver, const char* path, struct stat64* st);
+extern "C" int __fxstatat64(int ver, int dirfd, const char* path, struct stat64* st, int flags);
 static_assert(sizeof(struct stat) == sizeof(struct stat64), "64-bit Linux: stat is stat64");
 
 int StatFd(int fd, struct stat* st) {
@@ -52,6 +53,11 @@ int StatPath(const char* path, struct stat* st) {
 }
 int LstatPath(const char* path, struct stat* st) {
   return __lxstat64(FSLOCK_STAT_VER, path, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
+}
+int LstatAt(int dirfd, const char* name, struct stat* st) {
+  return __fxstatat64(FSLOCK_STAT_VER, dirfd, name, reinterpret_cast<struct stat64*>(st), AT_SYMLINK_NOFOLLOW) == 0
+             ? 0
+             : Errno();
 }
 #if defined(__GLIBCXX__)
 // See glibc_floor.h: what GCC 11+ headers call when an allocation size
@@ -64,6 +70,9 @@ extern "C" [[noreturn]] __attribute__((visibility("hidden"))) void __wrap__ZSt28
 int StatFd(int fd, struct stat* st) { return fstat(fd, st) == 0 ? 0 : Errno(); }
 int StatPath(const char* path, struct stat* st) { return stat(path, st) == 0 ? 0 : Errno(); }
 int LstatPath(const char* path, struct stat* st) { return lstat(path, st) == 0 ? 0 : Errno(); }
+int LstatAt(int dirfd, const char* name, struct stat* st) {
+  return fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : Errno();
+}
 #endif
 
 namespace {
@@ -221,7 +230,9 @@ int LinkAnonymous(handle_t h, const char* to) {
 int MoveAside(const char* path, const char* aside, bool* moved, bool* found, Identity* id, int64_t* size) {
   *moved = false;
   *found = false;
-  if (rename(path, aside) != 0) return errno == ENOENT ? 0 : Errno();
+  int r = RenameNoReplace(path, aside);
+  if (r == ENOSYS) r = rename(path, aside) == 0 ? 0 : Errno();  // the aside name is unguessable (64 random bits)
+  if (r != 0) return r == ENOENT ? 0 : r;
   *moved = true;
   struct stat st;
   if (LstatPath(aside, &st) != 0) return 0;

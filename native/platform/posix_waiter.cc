@@ -34,6 +34,7 @@
 
 #include "platform.h"
 #include "posix_internal.h"
+#include "steady_wait.h"
 
 namespace fslock {
 namespace platform {
@@ -120,7 +121,7 @@ struct Waiter {
   pthread_t thread{};
   std::atomic<bool> cancel{false};
   std::mutex mu;
-  std::condition_variable cv;
+  SteadyCondition cv;      // timed on the monotonic clock (see steady_wait.h)
   bool finished = false;   // the system call returned
   bool abandoned = false;  // cancel gave up: the thread closes the fd and frees the waiter
   int result = 0;
@@ -157,7 +158,7 @@ void RunJob(Waiter* w) {
     w->finished = true;
     w->result = r;
     abandoned = w->abandoned;
-    w->cv.notify_all();
+    w->cv.NotifyAll();
   }
   if (abandoned) {
     // The canceller gave up on us and was told so: nobody waits for `done`
@@ -262,7 +263,7 @@ int WaitCancel(Waiter* w, int budget_ms) {
   auto pause = std::chrono::microseconds(250);
   while (!w->finished) {
     Wake(w->thread);
-    if (w->cv.wait_for(lk, pause, [w] { return w->finished; })) break;
+    if (w->cv.WaitFor(lk, pause, [w] { return w->finished; })) break;
     if (std::chrono::steady_clock::now() > deadline) {
       w->abandoned = true;
       return kCancelStuck;

@@ -105,6 +105,11 @@ int LinkAnonymous(handle_t, const char*) { return ERROR_NOT_SUPPORTED; }
 
 int MoveAside(const char*, const char*, bool*, bool*, Identity*, int64_t*) { return ERROR_NOT_SUPPORTED; }
 
+int RemoveTree(const char*, uint64_t* removed) {
+  *removed = 0;
+  return ERROR_NOT_SUPPORTED;
+}
+
 int RenameNoReplace(const char* from, const char* to) {
   std::wstring wfrom = Widen(from);
   std::wstring wto = Widen(to);

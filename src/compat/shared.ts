@@ -6,11 +6,12 @@ import { errorCode as code } from '../errors.js';
 import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
-import { uniqueTag, unlinkIfHeld } from '../unlink.js';
+import { unlinkIfHeld } from '../unlink.js';
+import { randomTag } from '../names.js';
 
 /** A fresh name for a temporary file beside `target`. */
 export function tempNameFor(target: string): string {
-  return join(dirname(target), `.fslock-${uniqueTag()}.tmp`);
+  return join(dirname(target), `.fslock-${randomTag()}.tmp`);
 }
 
 /**

@@ -5,16 +5,39 @@
  * removal helpers built on them (used by the protocol and the collector).
  */
 import { constants, promises as fsp } from 'fs';
-import { randomBytes } from 'crypto';
 import { basename, dirname, join } from 'path';
 import fse from 'fs-extra';
+import { binding } from '../binding.js';
 import { errorCode } from '../errors.js';
+import { NAME_ATTEMPTS, nameTaken, randomTag } from '../names.js';
 import { retryTransient } from '../retry.js';
 
+/**
+ * Recursive removal that never leaves the tree: the native walk by directory
+ * descriptors (see binding.removeTree). Windows has no such walk here:
+ * Node's fs.rm, which checks each entry (never descending into a symlink or
+ * junction) and removes it by path; see the threat model in the README.
+ */
+async function removeTree(path: string): Promise<void> {
+  if (process.platform === 'win32') {
+    await fsp.rm(path, { recursive: true, force: true, maxRetries: 0 });
+    return;
+  }
+  binding.removeTree(path);
+}
+
 export const fsops = {
-  rename: (from: string, to: string): Promise<void> => fsp.rename(from, to),
-  /** Recursive removal; a missing path is not an error. */
-  remove: (path: string): Promise<void> => fsp.rm(path, { recursive: true, force: true, maxRetries: 0 }),
+  /** Never replaces anything at `to` (EEXIST) where the OS can refuse; the protocol's targets are fresh names. */
+  rename: async (from: string, to: string): Promise<void> => {
+    try {
+      binding.renameNoReplace(from, to);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOSYS') throw err;
+      await fsp.rename(from, to);
+    }
+  },
+  /** Recursive removal by directory descriptors, never leaving the tree; a missing path is not an error. */
+  remove: removeTree,
   unlink: (path: string): Promise<void> => fsp.unlink(path),
   link: (from: string, to: string): Promise<void> => fsp.link(from, to),
   /**
@@ -41,8 +64,11 @@ export const fsops = {
 
 /** Prefix of temporary names used to remove directories atomically. */
 export const TRASH_PREFIX = '.fslock-trash-';
-/** Exactly what removeDirAtomically names its trash: anything else is not ours. */
-export const TRASH_NAME = /^\.fslock-trash-s-[0-9a-z]{10}-[0-9a-z]{7}-[0-9a-z]+-[0-9a-f]{8}$/;
+/**
+ * Exactly what removeDirAtomically names its trash (16 random hex digits;
+ * 8 before version 0.2): anything else is not ours.
+ */
+export const TRASH_NAME = /^\.fslock-trash-s-[0-9a-z]{10}-[0-9a-z]{7}-[0-9a-z]+-(?:[0-9a-f]{8}|[0-9a-f]{16})$/;
 
 /**
  * Removes a directory without ever leaving a half-deleted one under a session
@@ -51,15 +77,19 @@ export const TRASH_NAME = /^\.fslock-trash-s-[0-9a-z]{10}-[0-9a-z]{7}-[0-9a-z]+-
  * the directory was not there (ENOENT): nothing was removed.
  */
 export async function removeDirAtomically(dir: string): Promise<boolean> {
-  const trash = join(dirname(dir), `${TRASH_PREFIX}${basename(dir)}-${randomBytes(4).toString('hex')}`);
-  try {
-    await retryTransient(() => fsops.rename(dir, trash));
-  } catch (err) {
-    if (errorCode(err) === 'ENOENT') return false;
-    throw err;
+  for (let i = 1; ; i++) {
+    const trash = join(dirname(dir), `${TRASH_PREFIX}${basename(dir)}-${randomTag()}`);
+    try {
+      await retryTransient(() => fsops.rename(dir, trash));
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'ENOENT') return false;
+      if (i < NAME_ATTEMPTS && nameTaken(code)) continue; // a planted name: take another
+      throw err;
+    }
+    await removeTrash(trash);
+    return true;
   }
-  await removeTrash(trash);
-  return true;
 }
 
 /** Deletes trash left by removeDirAtomically. */
