@@ -100,8 +100,9 @@ export function formatRecord(fileIdentity: string, argv: string[] | undefined): 
   const head = `${ownPrefix},"startedAt":"${new Date().toISOString()}","file":${JSON.stringify(fileIdentity)}`;
   if (!argv || argv.length === 0) return Buffer.from(`${head}}\n`);
   let line = `${head},"argv":${JSON.stringify(argv)}}`;
-  // a record must stay readable as one: keep the command's name only
-  if (line.length + 1 > RECORD_MAX) line = `${head},"argv":${JSON.stringify([String(argv[0]).slice(0, 256)])}}`;
+  // a record must stay readable as one (RECORD_MAX bytes, not characters): keep the command's name only
+  if (Buffer.byteLength(line) + 1 > RECORD_MAX)
+    line = `${head},"argv":${JSON.stringify([String(argv[0]).slice(0, 256)])}}`;
   return Buffer.from(`${line}\n`);
 }
 
@@ -154,10 +155,7 @@ function readSidecar(path: string): Buffer | null {
  */
 export function writeRecord(lockPath: string, fileIdentity: string, argv: string[] | undefined): WrittenRecord | null {
   const target = recordPath(lockPath);
-  const tmp = join(
-    dirname(target),
-    `.${basename(lockPath)}.fslock-holder-${randomTag()}.tmp`,
-  );
+  const tmp = join(dirname(target), `.${basename(lockPath)}.fslock-holder-${randomTag()}.tmp`);
   let fd: number;
   try {
     fd = binding.open(tmp, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW);

@@ -48,12 +48,12 @@ export interface LockOptions {
    */
   allowUnsafeSymlink?: boolean;
   /**
-   * After release, keep the descriptor open (unlocked) for the next lock of
-   * the same path in this thread, for at most KEEP_OPEN_IDLE_MS (500 ms):
-   * repeated locking then skips open() and close(). Default true (not on
-   * Windows). false closes it at once — for a file on a filesystem you are
-   * about to unmount, or one you will delete. `closeIdleDescriptors()`
-   * closes all kept ones.
+   * Opt-in: after release, keep the descriptor open (unlocked) for the next
+   * lock of the same path in this thread, for at most KEEP_OPEN_IDLE_MS
+   * (500 ms), so repeated locking skips open() and close(). Until it is
+   * closed the file stays open: its filesystem cannot be unmounted ("target
+   * is busy") and a deleted lock file keeps its inode. Default false: release
+   * closes at once. Not on Windows. `closeIdleDescriptors()` closes all kept ones.
    */
   keepOpen?: boolean;
 }
@@ -67,7 +67,7 @@ export const DEFAULT_LOCK_OPTIONS = Object.freeze({
   unlinkOnRelease: false,
   record: false,
   allowUnsafeSymlink: false,
-  keepOpen: true,
+  keepOpen: false,
 });
 
 export interface ParsedLockOptions {

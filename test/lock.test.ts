@@ -5,6 +5,7 @@ import {
   symlinkSync,
   readFileSync,
   readdirSync,
+  readlinkSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -23,6 +24,7 @@ import {
   lock,
   tryLock,
   lockSync,
+  lockSync as lockNow,
   withLock,
   primitives,
   type LockOptions,
@@ -406,12 +408,28 @@ describe('options passed again and again (parsed once, still checked every call)
 
 describe('keepOpen: a released descriptor kept for the next lock of the path', () => {
   const fds = () => readdirSync('/proc/self/fd').length;
+  it.runIf(process.platform === 'linux')('off by default: release() closes the descriptor at once', async () => {
+    const p = join(tempDir(), 'closed.lock');
+    const open = () =>
+      readdirSync('/proc/self/fd').filter((f) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${f}`) === p;
+        } catch {
+          return false;
+        }
+      }).length;
+    lockSync(p).release();
+    (await lock(p)).release();
+    expect(open()).toBe(0); // the code before this change kept one open for 500 ms
+  });
+
   it.runIf(process.platform === 'linux')(
     'is reused, closed by closeIdleDescriptors or after the idle time, and never with keepOpen: false',
     async () => {
       const p = join(tempDir(), 'k.lock');
       closeIdleDescriptors();
       const before = fds();
+      const lockSync = (path: string, o: { keepOpen?: boolean } = {}) => lockNow(path, { keepOpen: true, ...o });
       lockSync(p).release();
       expect(fds()).toBe(before + 1); // kept, unlocked
       expect(
@@ -437,6 +455,7 @@ describe('keepOpen: a released descriptor kept for the next lock of the path', (
   it.runIf(process.platform === 'linux')(
     'a file replaced or deleted meanwhile is never locked through the kept descriptor',
     () => {
+      const lockSync = (path: string) => lockNow(path, { keepOpen: true });
       const d = tempDir();
       const p = join(d, 'r.lock');
       lockSync(p).release(); // kept

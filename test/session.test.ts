@@ -69,7 +69,7 @@ describe('the session life cycle', () => {
 
     const s2 = await openSession(crate);
     expect(s2.source).toBe(final);
-    expect(s2.stats).toEqual({ linked: 2, copied: 0 });
+    expect(s2.stats).toEqual({ linked: 2, copied: 0, skipped: 0 });
     expect(statSync(join(s2.path, 'a.bin')).ino).toBe(statSync(join(final, 'a.bin')).ino);
     expect(readFileSync(join(s2.path, 'sub', 'b.bin'), 'utf8')).toBe('B');
     const f2 = await s2.finalize('def');
@@ -86,7 +86,7 @@ describe('the session life cycle', () => {
     writeFileSync(join(s.path, 'a.bin'), 'A');
     const final = await s.finalize('x1');
     const s2 = await openSession(crate, { copy: 'copy' });
-    expect(s2.stats).toEqual({ linked: 0, copied: 1 });
+    expect(s2.stats).toEqual({ linked: 0, copied: 1, skipped: 0 });
     expect(statSync(join(s2.path, 'a.bin')).ino).not.toBe(statSync(join(final, 'a.bin')).ino);
     await s2.abandon();
   });
@@ -101,7 +101,7 @@ describe('the session life cycle', () => {
       throw Object.assign(new Error('EXDEV: cross-device link not permitted'), { code: 'EXDEV' });
     };
     const s2 = await openSession(crate);
-    expect(s2.stats).toEqual({ linked: 0, copied: 2 });
+    expect(s2.stats).toEqual({ linked: 0, copied: 2, skipped: 0 });
     await s2.abandon();
   });
 

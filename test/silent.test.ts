@@ -2,11 +2,13 @@
 // fslock deletes only what it made, believes only what it can prove,
 // excludes what it says it excludes, and fails loudly rather than forever.
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { collectGarbage } from '../src/session/index.js';
-import { attach, cleanupTempDirs, FIXTURES, tempDir } from './helpers.js';
+import { inspect, lock, readHolderRecord } from '../src/index.js';
+import { collectGarbage, openSession } from '../src/session/index.js';
+import pl from '../src/compat/proper-lockfile.js';
+import { attach, cleanupTempDirs, FIXTURES, sleep, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -62,5 +64,81 @@ describe('recursive removal never leaves the tree it opened', () => {
       expect(readdirSync(outside).length).toBe(50);
     },
     60_000,
+  );
+});
+
+describe('transient names cannot be predicted', () => {
+  it.runIf(linux)(
+    'aside names seen by a watcher carry 64 random bits and nothing a neighbour can extrapolate',
+    async () => {
+      const d = tempDir();
+      const p = join(d, 'x.lock');
+      const seen: string[] = [];
+      const w = watch(d, (_e, name) => {
+        if (name && String(name).includes('fslock-unlink')) seen.push(String(name));
+      });
+      try {
+        for (let i = 0; i < 20; i++) (await lock(p, { unlinkOnRelease: true })).release();
+        for (let i = 0; i < 50 && new Set(seen).size < 20; i++) await sleep(10); // inotify events arrive asynchronously
+      } finally {
+        w.close();
+      }
+      const names = [...new Set(seen)];
+      expect(names.length).toBe(20);
+      for (const n of names) {
+        // the code before this change: .x.lock.fslock-unlink-<pid>-<salt><counter>
+        expect(n).toMatch(/^\.x\.lock\.fslock-unlink-[0-9a-f]{16}$/);
+        expect(n).not.toContain(String(process.pid));
+      }
+    },
+  );
+});
+
+describe('records stay within their byte limit', () => {
+  it('an argv of multi-byte characters is capped in bytes, and the record is still read back', async () => {
+    const p = join(tempDir(), 'argv.lock');
+    const l = await lock(p, { record: { argv: ['node', 'é'.repeat(3000)] } });
+    try {
+      const size = statSync(`${p}.fslock-holder`).size;
+      expect(size).toBeLessThanOrEqual(4096); // the code before this change wrote 6,138 bytes
+      expect(readHolderRecord(p)?.argv).toEqual(['node']);
+      expect((await inspect(p)).holderSource).toBe('record');
+    } finally {
+      l.release();
+    }
+  });
+});
+
+describe('the proper-lockfile drop-in types its argument errors', () => {
+  it('{} and Symbol paths: ERR_INVALID_ARG_TYPE from every function, sync and async', async () => {
+    for (const bad of [{}, Symbol('x'), 42]) {
+      const f = bad as unknown as string;
+      for (const call of [() => pl.lock(f), () => pl.unlock(f), () => pl.check(f)]) {
+        await expect(call()).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      }
+      for (const call of [() => pl.lockSync(f), () => pl.unlockSync(f), () => pl.checkSync(f)]) {
+        expect(call).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+      }
+    }
+  });
+});
+
+describe('special files in a session never block new sessions', () => {
+  it.runIf(process.platform !== 'win32')(
+    "a FIFO in the newest session: copy-mode sessions skip it and count it; 'auto' links it",
+    async () => {
+      const crate = join(tempDir(), 'crate');
+      const s = await openSession(crate);
+      writeFileSync(join(s.path, 'data'), 'x');
+      execFileSync('mkfifo', [join(s.path, 'pipe')]);
+      await s.finalize('v1');
+      const copied = await openSession(crate, { copy: 'copy' }); // the code before this change: EIO, every time
+      expect(copied.stats).toEqual({ linked: 0, copied: 1, skipped: 1 });
+      expect(readdirSync(copied.path)).toEqual(['data']);
+      await copied.abandon();
+      const linked = await openSession(crate);
+      expect(linked.stats).toEqual({ linked: 2, copied: 0, skipped: 0 });
+      await linked.abandon();
+    },
   );
 });

@@ -20,6 +20,7 @@
  */
 import { performance } from 'perf_hooks';
 import { errorCode } from '../errors.js';
+import { checkPath } from '../options.js';
 import * as nodeFs from 'fs';
 import { join, resolve } from 'path';
 import type { FileLock } from '../lock.js';
@@ -184,6 +185,8 @@ function runIn<T>(mode: Mode, g: FsRun<T>, fs: FsLike): T | Promise<T> {
 }
 
 function* canonicalG(file: string, realpath: boolean): FsRun<string> {
+  // the typed error of the rest of fslock (upstream: a TypeError from deep inside, or ENOENT for '[object Object]')
+  checkPath(file, 'file');
   if (!realpath) return resolve(file);
   return (yield ['realpath', file]) as string;
 }

@@ -121,6 +121,12 @@ export const UNRELIABLE_FS_WARNING = 'FSLOCK_UNRELIABLE_FS';
 export interface SessionStats {
   linked: number;
   copied: number;
+  /**
+   * Special files of the source (FIFOs, sockets, devices) that were not
+   * copied: a copy cannot recreate them (with links, `'auto'`, they are linked
+   * as what they are).
+   */
+  skipped: number;
 }
 
 export type SessionState = 'working' | 'finalized' | 'abandoned';
@@ -269,13 +275,14 @@ export class Session {
 
 /**
  * Hard-links (or copies) every file of `src` into `dst`. Either completes,
- * with `stats` counting exactly what was linked and copied, or throws the
+ * with `stats` counting exactly what was linked, copied and skipped (special
+ * files a copy cannot recreate), or throws the
  * first error after every operation already started has settled (so the
  * caller can remove `dst` without racing a copy still being written).
  */
 async function linkOrCopyTree(src: string, dst: string, mode: 'auto' | 'copy', stats: SessionStats): Promise<void> {
   let linksWork = mode === 'auto';
-  const queue: Array<[string, string]> = [];
+  const queue: Array<[string, string, boolean]> = [];
   const walk = async (from: string, to: string): Promise<void> => {
     for (const ent of await fsops.readdir(from)) {
       const s = join(from, ent.name);
@@ -284,12 +291,17 @@ async function linkOrCopyTree(src: string, dst: string, mode: 'auto' | 'copy', s
         await fsops.mkdir(d);
         await walk(s, d);
       } else {
-        queue.push([s, d]);
+        const special = ent.isFIFO() || ent.isSocket() || ent.isCharacterDevice() || ent.isBlockDevice();
+        queue.push([s, d, special]);
       }
     }
   };
   await walk(src, dst);
-  const one = async ([s, d]: [string, string]): Promise<void> => {
+  const one = async ([s, d, special]: [string, string, boolean]): Promise<void> => {
+    if (special && !linksWork) {
+      stats.skipped++; // never a reason to refuse the session: a copy cannot recreate it
+      return;
+    }
     if (linksWork) {
       try {
         await fsops.link(s, d);
@@ -298,6 +310,10 @@ async function linkOrCopyTree(src: string, dst: string, mode: 'auto' | 'copy', s
       } catch (err) {
         if (!LINK_FALLBACK_CODES.has(errorCode(err) ?? '')) throw err;
         linksWork = false; // this filesystem will not link: copy the rest
+        if (special) {
+          stats.skipped++;
+          return;
+        }
       }
     }
     await fsops.copy(s, d);
@@ -382,6 +398,7 @@ async function seed(
             throw err;
           stats.linked = 0;
           stats.copied = 0;
+          stats.skipped = 0;
           await emptyDir(working);
         }
       } finally {
@@ -466,7 +483,7 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
 
   // 2. Seed from the newest finalized directory that can be read: completely,
   //    or not at all (the session is then given back and the error thrown).
-  const stats: SessionStats = { linked: 0, copied: 0 };
+  const stats: SessionStats = { linked: 0, copied: 0, skipped: 0 };
   let source: string | null;
   try {
     source = await seed(real, working, o, stats);
