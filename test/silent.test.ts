@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inspect, lock, readHolderRecord } from '../src/index.js';
+import { inspect, lock, readHolderRecord, tryLock } from '../src/index.js';
 import { collectGarbage, openSession } from '../src/session/index.js';
 import pl from '../src/compat/proper-lockfile.js';
 import { attach, cleanupTempDirs, FIXTURES, sleep, tempDir } from './helpers.js';
@@ -139,6 +139,38 @@ describe('special files in a session never block new sessions', () => {
       const linked = await openSession(crate);
       expect(linked.stats).toEqual({ linked: 2, copied: 0, skipped: 0 });
       await linked.abandon();
+    },
+  );
+});
+
+describe('timed waits follow the monotonic clock', () => {
+  const cc = (() => {
+    try {
+      execFileSync('cc', ['--version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  it.runIf(linux && cc)(
+    'lockSync({ timeout: 200 }) ends after about 200 ms while the wall clock is stepped 5 s',
+    () => {
+      const d = tempDir();
+      const shim = join(d, 'realtime-ahead.so');
+      execFileSync('cc', ['-shared', '-fPIC', '-o', shim, join(FIXTURES, 'realtime-ahead.c'), '-ldl']);
+      const p = join(d, 'held.lock');
+      const held = tryLock(p)!;
+      try {
+        const out = execFileSync(process.execPath, [join(FIXTURES, 'timed-lock-sync.cjs'), p, '200'], {
+          env: { ...process.env, LD_PRELOAD: shim },
+        }).toString();
+        const r = JSON.parse(out) as { code: string; ms: number };
+        expect(r.code).toBe('ETIMEDOUT');
+        // the code before this change waited 5.2 s; 2 s leaves room for a busy machine
+        expect(r.ms).toBeLessThan(2000);
+      } finally {
+        held.release();
+      }
     },
   );
 });
