@@ -30,8 +30,12 @@
  * is the open lock file's), its host is this one or it is labelled as another
  * host's, its process lives, and — on Linux, where the kernel's lock table
  * (/proc/locks) names the owning process of flock and POSIX locks — the
- * kernel agrees that this pid holds a lock on the file. Otherwise the kernel's
- * answer is used and the record is ignored.
+ * kernel agrees that this pid holds a lock on the file, and the sidecar is
+ * owned by that process's user (anyone who can write the directory can plant
+ * a record naming the real holder). Otherwise the kernel's answer is used and
+ * the record is ignored. The kernel's table names the process that took a
+ * lock, which may have died while a child that inherited the descriptor holds
+ * on: only live processes that hold the descriptor are named (liveHolders).
  */
 import {
   closeSync,
@@ -39,6 +43,7 @@ import {
   fstatSync,
   lstatSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   renameSync,
@@ -129,6 +134,11 @@ export function parseRecord(buf: Buffer): (HolderRecord & { file: string }) | nu
  * and only if it is a small regular file.
  */
 function readSidecar(path: string): Buffer | null {
+  return readSidecarOwned(path)?.buf ?? null;
+}
+
+/** readSidecar, with the uid that owns the file. */
+function readSidecarOwned(path: string): { buf: Buffer; uid: number } | null {
   let fd: number;
   try {
     fd = openSync(path, fsc.O_RDONLY | (fsc.O_NOFOLLOW ?? 0) | (fsc.O_NONBLOCK ?? 0));
@@ -140,7 +150,7 @@ function readSidecar(path: string): Buffer | null {
     if (!st.isFile() || st.size > RECORD_MAX) return null;
     const buf = Buffer.alloc(RECORD_MAX);
     const n = readSync(fd, buf, 0, RECORD_MAX, 0);
-    return buf.subarray(0, n);
+    return { buf: buf.subarray(0, n), uid: st.uid };
   } catch {
     return null;
   } finally {
@@ -245,12 +255,46 @@ function unlinkQuietly(path: string): void {
 
 /** The record beside `lockPath`, if one is there and names the file with `fileIdentity`. */
 export function readRecord(lockPath: string, fileIdentity?: string): HolderRecord | null {
-  const buf = readSidecar(recordPath(lockPath));
-  const rec = buf && parseRecord(buf);
+  const r = readOwnedRecord(lockPath, fileIdentity);
+  if (!r) return null;
+  const { uid: _uid, ...out } = r;
+  return out;
+}
+
+/** readRecord, with the uid that owns the sidecar. */
+function readOwnedRecord(lockPath: string, fileIdentity?: string): (HolderRecord & { uid: number }) | null {
+  const got = readSidecarOwned(recordPath(lockPath));
+  const rec = got && parseRecord(got.buf);
   if (!rec) return null;
   if (fileIdentity !== undefined && rec.file !== fileIdentity) return null;
   const { file: _file, ...out } = rec;
-  return out;
+  return { ...out, uid: got.uid };
+}
+
+/** The user ids of a live process (real, effective, saved, filesystem), or null when unknown (Linux /proc). */
+function processUids(pid: number): number[] | null {
+  try {
+    const m = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? m.slice(1, 5).map(Number) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether a sidecar owned by `uid` can have been written by process `pid`:
+ * anyone who can write the directory can plant one naming any pid. On Linux
+ * the owner must be that process's user (its effective or filesystem uid);
+ * elsewhere, where a process's user cannot be read, the inspecting user's own
+ * or root's. Windows has no owner to compare (its uid reads 0).
+ */
+function ownerCanBe(uid: number, pid: number): boolean {
+  if (process.platform === 'win32') return true;
+  if (process.platform === 'linux') {
+    const ids = processUids(pid);
+    return ids !== null && (ids[1] === uid || ids[3] === uid);
+  }
+  return uid === 0 || uid === process.getuid?.();
 }
 
 function processLives(pid: number): boolean {
@@ -353,25 +397,97 @@ export function currentHolder(
       : parseProcLocks(text, identity)
           .locks.map((l) => l.pid)
           .filter((p): p is number => p !== null && !(excludeSelf && p === process.pid));
-  const rec = readRecord(path, identity);
+  // The pid the kernel table names is whoever took the lock; that process may
+  // have died since while a child that inherited the descriptor holds on. Only
+  // live processes are named: those with a descriptor that carries the lock.
+  let livePids = kernelPids?.filter(processLives) ?? null;
+  if (kernelPids !== null && kernelPids.length > 0 && livePids!.length === 0) {
+    livePids = liveHolders(identity)
+      .map((h) => h.pid)
+      .filter((p) => !(excludeSelf && p === process.pid));
+  }
+  const rec = readOwnedRecord(path, identity);
   if (rec) {
+    const { uid, ...shown } = rec;
     // On Linux the kernel is the truth: a record it contradicts is not believed.
-    const kernelSilent = kernelPids === null || kernelPids.length === 0;
+    const kernelSilent = livePids === null || livePids.length === 0;
     if (rec.hostname && rec.hostname !== hostname()) {
       // another host's holder (a network filesystem): unverifiable, so labelled,
       // and only when no local process holds the file
-      if (kernelSilent) return { ...rec, source: 'record', remote: true };
-    } else if ((kernelSilent || kernelPids.includes(rec.pid)) && processLives(rec.pid)) {
-      return { ...rec, source: 'record' };
+      if (kernelSilent) return { ...shown, source: 'record', remote: true };
+    } else if (
+      (kernelSilent || livePids!.includes(rec.pid)) &&
+      processLives(rec.pid) &&
+      ownerCanBe(uid, rec.pid)
+    ) {
+      return { ...shown, source: 'record' };
     }
   }
-  const pid = kernelPids?.[0];
+  const pid = livePids?.[0];
   if (pid === undefined) return null;
-  let argv: string[] = [];
+  return { pid, hostname: hostname(), startedAt: '', argv: commandLine(pid), source: 'kernel' };
+}
+
+function commandLine(pid: number): string[] {
   try {
-    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   } catch {
-    // gone meanwhile, or not visible from here
+    return []; // gone meanwhile, or not visible from here
   }
-  return { pid, hostname: hostname(), startedAt: '', argv, source: 'kernel' };
+}
+
+/** A live process with a descriptor that carries a lock on a file (Linux). */
+export interface LiveHolder {
+  pid: number;
+  argv: string[];
+  kind: KernelLock['kind'];
+  mode: LockMode;
+}
+
+/**
+ * Every live process that has a descriptor carrying a lock on the file with
+ * `identity`, from /proc/<pid>/fdinfo (as lslocks finds its HOLDERS): for
+ * flock and OFD locks, each process sharing the locked open file description
+ * (a child that inherited it included). Processes of other users are visible
+ * only to root. Linux only; [] elsewhere.
+ */
+export function liveHolders(identity: string): LiveHolder[] {
+  if (process.platform !== 'linux') return [];
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return [];
+  }
+  const out: LiveHolder[] = [];
+  for (const p of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${p}/fdinfo`);
+    } catch {
+      continue; // gone, or another user's
+    }
+    const seen = new Set<string>();
+    for (const fd of fds) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/${p}/fdinfo/${fd}`, 'utf8');
+      } catch {
+        continue;
+      }
+      if (!text.includes('lock:')) continue;
+      const lines = text
+        .split('\n')
+        .filter((l) => l.startsWith('lock:'))
+        .map((l) => l.slice(5).trimStart())
+        .join('\n');
+      for (const l of parseProcLocks(lines, identity).locks) {
+        const key = `${l.kind}:${l.mode}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        out.push({ pid: Number(p), argv: commandLine(Number(p)), kind: l.kind, mode: l.mode });
+      }
+    }
+  }
+  return out;
 }

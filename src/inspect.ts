@@ -8,7 +8,9 @@
  * them at once (a concurrent tryLock may then see the file busy for that
  * instant).
  */
+import { lstatSync } from 'fs';
 import { readFile } from 'fs/promises';
+import { join } from 'path';
 import { errorCode } from './errors.js';
 import { isSymlink, openLockFile } from './open.js';
 import { binding, C } from './binding.js';
@@ -16,14 +18,16 @@ import { checkPath, type LockMode } from './options.js';
 import { WINDOWS_LOCK_OFFSET } from './strategy.js';
 import {
   currentHolder,
+  liveHolders,
   parseProcLocks,
   readProcLocksSync,
   type HolderRecord,
   type HolderSource,
   type KernelLock,
+  type LiveHolder,
 } from './holder.js';
 
-export type { KernelLock, HolderSource };
+export type { KernelLock, HolderSource, LiveHolder };
 
 export interface LockInfo {
   path: string;
@@ -44,8 +48,45 @@ export interface LockInfo {
   locks: KernelLock[];
   /** Requests blocked waiting for this file (Linux only; 0 elsewhere). */
   waiters: number;
+  /**
+   * Every live process holding the lock (Linux: each process with a
+   * descriptor that carries it, from /proc/<pid>/fdinfo — a child that
+   * inherited the descriptor included, a holder that died never); empty
+   * where unknown. Other users' processes are visible only to root.
+   */
+  holders: LiveHolder[];
   /** 'proc-locks' (Linux kernel table) or 'probe' (lock attempts). */
   source: 'proc-locks' | 'probe';
+  /**
+   * When the lock is a drop-in's artefact rather than `path` itself: the file
+   * whose lock is reported (fslock/proper-lockfile's marker inside
+   * `<path>.lock/`, or inside `path` when it is that directory); else null.
+   */
+  artefact: string | null;
+}
+
+/** The marker of fslock/proper-lockfile (see compat/proper-lockfile.ts) for `path`, if one is there. */
+const PROPER_LOCKFILE_MARKER = '.fslock';
+
+function dropInMarker(path: string): string | null {
+  const isDir = (p: string) => {
+    try {
+      return lstatSync(p).isDirectory();
+    } catch {
+      return false;
+    }
+  };
+  const isFile = (p: string) => {
+    try {
+      return lstatSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  for (const dir of [path, `${path}.lock`]) {
+    if (isDir(dir) && isFile(join(dir, PROPER_LOCKFILE_MARKER))) return join(dir, PROPER_LOCKFILE_MARKER);
+  }
+  return null;
 }
 
 function strongest(locks: KernelLock[]): LockMode | null {
@@ -97,6 +138,17 @@ function probeMode(fd: number): LockMode | null {
 
 /** @internal inspect with an already read /proc/locks (null: probe instead). */
 export function inspectWith(path: string, procLocks: string | null): LockInfo {
+  // A lock taken through fslock/proper-lockfile is held on a marker inside
+  // its lock directory, not on the file or the directory a user names.
+  const marker = dropInMarker(path);
+  if (marker !== null) {
+    const info = inspectPath(marker, procLocks);
+    if (info.held) return { ...info, path, artefact: marker };
+  }
+  return inspectPath(path, procLocks);
+}
+
+function inspectPath(path: string, procLocks: string | null): LockInfo {
   let fd: number;
   try {
     fd = openLockFile(path, false, false, false);
@@ -112,7 +164,9 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
         holderRemote: false,
         locks: [],
         waiters: 0,
+        holders: [],
         source: procLocks === null ? 'probe' : 'proc-locks',
+        artefact: null,
       };
     }
     throw err;
@@ -121,9 +175,12 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
     let mode: LockMode | null;
     let locks: KernelLock[] = [];
     let waiters = 0;
+    let holders: LiveHolder[] = [];
     if (procLocks !== null) {
-      ({ locks, waiters } = parseProcLocks(procLocks, binding.identity(fd)));
+      const identity = binding.identity(fd);
+      ({ locks, waiters } = parseProcLocks(procLocks, identity));
       mode = strongest(locks);
+      if (locks.length > 0) holders = liveHolders(identity);
     } else {
       mode = probeMode(fd);
     }
@@ -139,7 +196,9 @@ export function inspectWith(path: string, procLocks: string | null): LockInfo {
       holderRemote: remote,
       locks,
       waiters,
+      holders,
       source: procLocks === null ? 'probe' : 'proc-locks',
+      artefact: null,
     };
   } finally {
     binding.close(fd);

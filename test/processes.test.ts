@@ -96,18 +96,18 @@ describe('foreign lockers', () => {
     expect((await run('python3', ['-c', pyLockf(p, false)])).code).toBe(0);
   });
 
-  it('a lock taken after a wait keeps its descriptor for the next lock of the path, as an uncontended one does', async () => {
+  it('with keepOpen, a lock taken after a wait keeps its descriptor for the next lock of the path, as an uncontended one does', async () => {
     const p = join(tempDir(), 'm.lock');
     const holder = startNode('hold.cjs', [p]);
     await holder.waitFor('locked');
-    const pending = lock(p); // contended: waiting in the kernel once this returns
+    const pending = lock(p, { keepOpen: true }); // contended: waiting in the kernel once this returns
     holder.child.stdin!.write('release\n');
     const first = await pending;
     const fd = first.fd;
     first.release();
     // had the descriptor been closed, this would take its number
     const other = openSync('/dev/null', 'r');
-    const again = await lock(p);
+    const again = await lock(p, { keepOpen: true });
     expect(again.fd).toBe(fd); // the same open file, kept for reuse
     again.release();
     closeSync(other);

@@ -3,7 +3,8 @@
 // excludes what it says it excludes, and fails loudly rather than forever.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync, watch, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { inspect, lock, readHolderRecord, tryLock } from '../src/index.js';
 import { collectGarbage, openSession } from '../src/session/index.js';
@@ -173,4 +174,95 @@ describe('timed waits follow the monotonic clock', () => {
       }
     },
   );
+});
+
+describe('inspect believes only what it can prove', () => {
+  const root = linux && process.getuid?.() === 0;
+  const BIN = join(__dirname, '..', 'bin', 'fslock.js');
+
+  it.runIf(root)(
+    "a record planted by another user naming the real holder is ignored: the kernel's answer is shown",
+    async () => {
+      const d = tempDir();
+      chmodSync(d, 0o1777); // like /tmp
+      const p = join(d, 'backup.lock');
+      const l = await lock(p);
+      try {
+        const st = statSync(p, { bigint: true });
+        const planted = JSON.stringify({
+          fslock: 1,
+          pid: process.pid,
+          hostname: hostname(),
+          startedAt: '2020-01-01T00:00:00.000Z',
+          file: `${st.dev}:${st.ino}`,
+          argv: ['evil', '--command'],
+        });
+        execFileSync('setpriv', [
+          '--reuid=4242',
+          '--regid=4242',
+          '--clear-groups',
+          'sh',
+          '-c',
+          'printf "%s\\n" "$1" > "$2"',
+          'sh',
+          planted,
+          `${p}.fslock-holder`,
+        ]);
+        expect(statSync(`${p}.fslock-holder`).uid).toBe(4242);
+        const info = await inspect(p);
+        expect(info.holderSource).toBe('kernel'); // the code before this change: 'record', with the planted command
+        expect(info.holder?.pid).toBe(process.pid);
+        expect(info.holder?.argv).not.toContain('evil');
+        const cli = execFileSync(process.execPath, [BIN, 'inspect', p]).toString();
+        expect(cli).not.toContain('evil');
+        expect(cli).toContain('from the kernel lock table');
+      } finally {
+        l.release();
+      }
+    },
+  );
+
+  it.runIf(linux)(
+    'after the fslock run wrapper is killed, the command that still holds the lock is named, never the dead pid',
+    async () => {
+      const p = join(tempDir(), 'held.lock');
+      const wrapper = spawn(process.execPath, [BIN, 'run', p, 'sleep', '300'], { stdio: 'ignore' });
+      try {
+        // the kernel's table is the event: the lock is held once it lists it
+        for (let i = 0; i < 3000 && !(await inspect(p)).held; i++) await sleep(10);
+        expect((await inspect(p)).holder?.pid).toBe(wrapper.pid);
+        const exited = new Promise((r) => wrapper.once('exit', r));
+        wrapper.kill('SIGKILL');
+        await exited;
+        const info = await inspect(p);
+        expect(info.held).toBe(true); // sleep inherited the descriptor, as with flock(1)
+        expect(info.holder?.pid).not.toBe(wrapper.pid); // the code before this change named the dead wrapper
+        expect(info.holder?.argv).toEqual(['sleep', '300']);
+        expect([...new Set(info.holders.map((h) => h.argv[0]))]).toEqual(['sleep']); // one entry per kind of lock it holds
+        process.kill(info.holder!.pid, 'SIGKILL');
+      } finally {
+        wrapper.kill('SIGKILL');
+      }
+    },
+  );
+
+  it('a lock taken through fslock/proper-lockfile is reported held, on the file and on its lock directory', async () => {
+    const d = tempDir();
+    const file = join(d, 'data.json');
+    writeFileSync(file, '{}');
+    const release = await pl.lock(file);
+    try {
+      for (const p of [file, `${file}.lock`]) {
+        const info = await inspect(p); // the code before this change: free, both
+        expect(info.held, p).toBe(true);
+        expect(info.mode).toBe('exclusive');
+        expect(info.artefact).toBe(join(`${file}.lock`, '.fslock'));
+        if (linux) expect(info.holder?.pid).toBe(process.pid);
+      }
+      expect(execFileSync(process.execPath, [BIN, 'inspect', file]).toString()).toContain('held exclusive');
+    } finally {
+      await release();
+    }
+    expect((await inspect(file)).held).toBe(false);
+  });
 });

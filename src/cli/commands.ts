@@ -10,8 +10,10 @@ import { formatAge, formatBytes, paint, table, useColor, type Io } from './forma
 
 export const INSPECT_USAGE = `usage: fslock inspect [--json] <lockfile>
 
-Shows whether <lockfile> is held, in which mode, by whom (as recorded by an
-exclusive fslock holder), and each lock the kernel reports on it (Linux).
+Shows whether <lockfile> is held, in which mode, by whom (each live process
+holding it, on Linux; the record of an exclusive fslock holder where it can be
+checked), and each lock the kernel reports on it (Linux). A lock taken
+through fslock/proper-lockfile is found on its marker in <lockfile>.lock/.
 Never creates or locks the file.`;
 
 export const SESSIONS_USAGE = `usage: fslock sessions [--json] <crateDir>
@@ -55,6 +57,7 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
   }
   const state = info.held ? paint(color, 'yellow', `held ${info.mode}`) : paint(color, 'green', 'free');
   const lines = [`${shown}: ${state}`];
+  if (info.artefact) lines.push(`  through: fslock/proper-lockfile, on ${escapeText(info.artefact)}`);
   if (info.holder) {
     const h = info.holder;
     const since = h.startedAt ? `, since ${escapeText(h.startedAt)}` : '';
@@ -63,9 +66,18 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
         ? ' (from the kernel lock table)'
         : info.holderRemote
           ? ' (recorded by a holder on another host: not checked)'
-          : ' (recorded by the holder, confirmed by the kernel)';
+          : info.source === 'proc-locks'
+            ? ' (recorded by the holder, confirmed by the kernel)'
+            : ' (recorded by the holder)';
     lines.push(`  holder: pid ${h.pid} on ${escapeText(h.hostname)}${since}${from}`);
     if (h.argv.length) lines.push(`  command: ${escapeText(h.argv.join(' '))}`);
+  }
+  const byPid = new Map<number, typeof info.holders>();
+  for (const h of info.holders) byPid.set(h.pid, [...(byPid.get(h.pid) ?? []), h]);
+  for (const [pid, hs] of byPid) {
+    const argv = hs[0]!.argv;
+    const cmd = argv.length ? `: ${escapeText(argv.join(' '))}` : '';
+    lines.push(`  held by: pid ${pid} (${hs.map((h) => `${h.kind} ${h.mode}`).join(', ')})${cmd}`);
   }
   for (const l of info.locks) {
     const range = l.start === 0 && l.end === null ? 'whole file' : `bytes ${l.start}..${l.end ?? 'EOF'}`;
