@@ -415,11 +415,7 @@ export function currentHolder(
       // another host's holder (a network filesystem): unverifiable, so labelled,
       // and only when no local process holds the file
       if (kernelSilent) return { ...shown, source: 'record', remote: true };
-    } else if (
-      (kernelSilent || livePids!.includes(rec.pid)) &&
-      processLives(rec.pid) &&
-      ownerCanBe(uid, rec.pid)
-    ) {
+    } else if ((kernelSilent || livePids!.includes(rec.pid)) && processLives(rec.pid) && ownerCanBe(uid, rec.pid)) {
       return { ...shown, source: 'record' };
     }
   }

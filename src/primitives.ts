@@ -12,8 +12,14 @@ import { binding, C } from './binding.js';
 export const PRIMITIVE_NAMES = Object.freeze(['flock', 'ofd', 'posix', 'windows'] as const);
 /** A primitive a caller can ask for. */
 export type PrimitiveName = (typeof PRIMITIVE_NAMES)[number];
-/** What a lock actually uses. */
-export type ResolvedPrimitive = 'flock+ofd' | 'flock' | 'ofd' | 'posix' | 'windows';
+/**
+ * What a lock actually uses. `'flock+ofd-readonly'`: an exclusive lock on a
+ * file that could only be opened read-only (see README "Read-only lock
+ * files"): flock exclusive, and a shared OFD lock, the strongest OFD lock a
+ * read-only descriptor can take — OFD and POSIX lockers can still take shared
+ * (read) locks, never exclusive ones.
+ */
+export type ResolvedPrimitive = 'flock+ofd' | 'flock+ofd-readonly' | 'flock' | 'ofd' | 'posix' | 'windows';
 
 export interface PrimitiveReport {
   platform: NodeJS.Platform;

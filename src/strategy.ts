@@ -8,6 +8,7 @@
  * | strategy | steps | waits | shared↔exclusive |
  * |---|---|---|---|
  * | flock+ofd (Linux) | flock, then OFD, on one descriptor (a fixed order, so two fslock lockers cannot deadlock) | kernel, per step | OFD converts in place; flock drops and retakes |
+ * | flock+ofd-readonly | flock, then a shared OFD lock (a read-only descriptor, see readOnlyExclusive) | kernel, per step | no upgrade (read-only) |
  * | flock | flock | kernel | drops and retakes (not atomic) |
  * | ofd | OFD on the range | kernel | in place (atomic) |
  * | posix | classic fcntl behind the native process-wide registry | poll | in place (atomic) |
@@ -49,7 +50,12 @@ export interface Step {
   primitive: number;
   start: number;
   len: number;
+  /** This step always takes this lock type (C.SHARED), whatever the lock's mode. */
+  type?: number;
 }
+
+/** The lock type a step takes for a lock of type `type`. */
+const typeFor = (step: Step, type: number): number => (type === C.UNLOCK ? type : (step.type ?? type));
 
 export interface UpgradeOutcome {
   /** false: for a moment nothing was held (flock, Windows). */
@@ -124,7 +130,10 @@ export abstract class LockStrategy {
   /** Waits for one step (kernel wait or polling, as this strategy waits). */
   async wait(h: LockHandle, step: Step, type: number, ctx: WaitContext): Promise<void> {
     if (this.poll) await pollWait(() => this.tryStep(h, step, type), ctx);
-    else await kernelWait({ primitive: step.primitive, fd: h.fd, type, start: step.start, len: step.len }, ctx);
+    else {
+      const t = typeFor(step, type);
+      await kernelWait({ primitive: step.primitive, fd: h.fd, type: t, start: step.start, len: step.len }, ctx);
+    }
   }
 
   /**
@@ -147,7 +156,10 @@ export abstract class LockStrategy {
   /** Synchronous twin of wait(). */
   waitSync(h: LockHandle, step: Step, type: number, ctx: WaitContext): void {
     if (this.poll) pollWaitSync(() => this.tryStep(h, step, type), ctx);
-    else kernelWaitSync({ primitive: step.primitive, fd: h.fd, type, start: step.start, len: step.len }, ctx);
+    else {
+      const t = typeFor(step, type);
+      kernelWaitSync({ primitive: step.primitive, fd: h.fd, type: t, start: step.start, len: step.len }, ctx);
+    }
   }
 
   /**
@@ -190,6 +202,8 @@ class KernelStrategy extends LockStrategy {
   readonly #plan: number;
   // For each step, the steps after it (count + triples) for the waiter thread to take.
   readonly #rest: number[][];
+  // Some step takes a fixed type: the native paths (one type for every step) cannot take it.
+  readonly #mixed: boolean;
 
   constructor(resolved: ResolvedPrimitive, steps: readonly Step[], poll: boolean, registerPlan = false) {
     super(resolved, steps, poll);
@@ -197,6 +211,7 @@ class KernelStrategy extends LockStrategy {
     this.#a = [steps.length, ...triples(0)];
     this.#plan = registerPlan ? binding.plan(...(this.#a as [number, ...number[]])) : 0;
     this.#rest = steps.map((_, i) => [steps.length - i - 1, ...triples(i + 1)]);
+    this.#mixed = steps.some((x) => x.type !== undefined);
   }
 
   override waitStep(
@@ -206,7 +221,7 @@ class KernelStrategy extends LockStrategy {
     ctx: WaitContext,
     path: string,
   ): Promise<WaitOutcome | undefined> {
-    if (this.poll) return super.waitStep(h, index, type, ctx, path);
+    if (this.poll || this.#mixed) return super.waitStep(h, index, type, ctx, path);
     const step = this.steps[index]!;
     return kernelWait(
       {
@@ -222,7 +237,7 @@ class KernelStrategy extends LockStrategy {
   }
 
   override get fast(): boolean {
-    return true;
+    return !this.#mixed;
   }
 
   override acquireFast(path: string, create: boolean, type: number): FastResult {
@@ -243,7 +258,7 @@ class KernelStrategy extends LockStrategy {
   }
 
   tryStep(h: LockHandle, step: Step, type: number): boolean {
-    return binding.lock(step.primitive, h.fd, type, step.start, step.len, false);
+    return binding.lock(step.primitive, h.fd, typeFor(step, type), step.start, step.len, false);
   }
 
   unlock(h: LockHandle): void {
@@ -359,6 +374,15 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
         !kernelWaits,
         plan,
       );
+    case 'flock+ofd-readonly':
+      return new KernelStrategy(
+        resolved,
+        [
+          { primitive: C.FLOCK, start: 0, len: 0 },
+          { primitive: C.OFD, start: 0, len: 0, type: C.SHARED },
+        ],
+        !kernelWaits,
+      );
     case 'flock':
       return new KernelStrategy(resolved, [{ primitive: C.FLOCK, start: 0, len: 0 }], !kernelWaits, plan);
     case 'ofd':
@@ -445,10 +469,16 @@ export function strategyFor(
 /**
  * The strategy for an exclusive whole-file lock on a file that could only be
  * opened read-only (a file you may read but not write, a directory): flock
- * takes exclusive locks on any descriptor, OFD, POSIX and Windows need write
- * access. So 'auto' and 'flock' fall back to flock alone (and say so in
- * `FileLock.primitive`); other primitives cannot, and that is EBADF.
+ * takes exclusive locks on any descriptor; OFD, POSIX and Windows exclusive
+ * locks need write access. 'auto' never excludes less than it says without
+ * saying so: where it means flock alone anyway, flock; where it means OFD too,
+ * flock exclusive plus a shared OFD lock ('flock+ofd-readonly', reported in
+ * FileLock.primitive): flock lockers are kept out, OFD and POSIX lockers can
+ * no longer write-lock the file but can still read-lock it. 'flock' asked for
+ * by name is flock. Anything else is EBADF, naming the choices.
  */
+let readOnlyPair: LockStrategy | undefined;
+
 export function readOnlyExclusive(
   s: LockStrategy,
   requested: 'auto' | PrimitiveName,
@@ -456,8 +486,11 @@ export function readOnlyExclusive(
   range: LockRange | undefined,
 ): LockStrategy {
   if (s.steps.every((x) => x.primitive === C.FLOCK)) return s;
-  if ((requested === 'auto' || requested === 'flock') && !range && primitives().available.flock) {
-    return strategyFor('flock', undefined, path);
+  const report = primitives();
+  if (!range && requested === 'auto') {
+    if (report.auto === 'flock') return strategyFor('flock', undefined, path);
+    if (report.available.flock && report.available.ofd)
+      return (readOnlyPair ??= build('flock+ofd-readonly', undefined));
   }
   throw readOnlyError(path, `'${s.resolved}'`);
 }

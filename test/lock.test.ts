@@ -282,7 +282,8 @@ describe('lock API', () => {
       const dir = join(tempDir(), 'adir');
       mkdirSync(dir);
       const l = await lock(dir);
-      expect(l.primitive).toBe('flock'); // OFD cannot lock a directory exclusively
+      // OFD cannot lock a directory exclusively: flock exclusive, OFD shared (where auto takes OFD too)
+      expect(l.primitive).toBe(primitives().auto === 'flock+ofd' ? 'flock+ofd-readonly' : 'flock');
       expect(
         execFileSync('sh', ['-c', `flock -n "${dir}" true; echo $?`])
           .toString()
@@ -302,7 +303,7 @@ describe('lock API', () => {
   );
 
   it.runIf(process.platform === 'linux')(
-    'an exclusive lock on a file one may read but not write: flock takes it (as flock(1) does); OFD says EBADF',
+    'an exclusive lock on a file one may read but not write: flock exclusive (as flock(1) does) plus a shared OFD lock; OFD alone says EBADF',
     async () => {
       const d = tempDir();
       chmodSync(d, 0o755);
@@ -325,7 +326,7 @@ describe('lock API', () => {
           ? ['setpriv', '--reuid=4242', '--regid=4242', '--clear-groups', process.execPath]
           : [process.execPath];
       const out = JSON.parse(execFileSync(cmd[0]!, [...cmd.slice(1), '-e', script]).toString());
-      expect(out).toEqual({ primitive: 'flock', flock: 1, ofd: 'EBADF true' });
+      expect(out).toEqual({ primitive: 'flock+ofd-readonly', flock: 1, ofd: 'EBADF true' });
       expect(readFileSync(p, 'utf8')).toBe('script');
     },
   );

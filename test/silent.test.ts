@@ -266,3 +266,71 @@ describe('inspect believes only what it can prove', () => {
     expect((await inspect(file)).held).toBe(false);
   });
 });
+
+describe('an exclusive lock on a read-only file excludes what it says', () => {
+  const root = linux && process.getuid?.() === 0;
+  const py = (p: string, op: 'LOCK_EX' | 'LOCK_SH') =>
+    `import fcntl,os,sys\nfd=os.open(${JSON.stringify(p)}, os.O_RDWR if '${op}'=='LOCK_EX' else os.O_RDONLY)\n` +
+    `try:\n  fcntl.lockf(fd, fcntl.${op}|fcntl.LOCK_NB); print('got')\nexcept OSError: print('refused')`;
+
+  it.runIf(root)(
+    "a file opened read-only: flock exclusive plus a shared OFD lock ('flock+ofd-readonly'); POSIX writers stay out",
+    async () => {
+      const d = tempDir();
+      const rw = join(d, 'rw');
+      const ro = join(d, 'ro');
+      mkdirSync(rw);
+      mkdirSync(ro);
+      writeFileSync(join(rw, 'script.sh'), 'echo hi\n');
+      execFileSync('mount', ['--bind', rw, ro]);
+      try {
+        execFileSync('mount', ['-o', 'remount,bind,ro', ro]);
+        const l = await lock(join(ro, 'script.sh')); // EROFS for writing: opened read-only
+        try {
+          expect(l.primitive).toBe('flock+ofd-readonly');
+          const target = join(rw, 'script.sh');
+          // the code before this change held flock alone, and this got in
+          expect(
+            execFileSync('python3', ['-c', py(target, 'LOCK_EX')])
+              .toString()
+              .trim(),
+          ).toBe('refused');
+          expect(
+            execFileSync('python3', ['-c', py(target, 'LOCK_SH')])
+              .toString()
+              .trim(),
+          ).toBe('got'); // what remains, as documented
+          expect(
+            execFileSync('sh', ['-c', `flock -n "${target}" true; echo $?`])
+              .toString()
+              .trim(),
+          ).toBe('1');
+          const info = await inspect(target);
+          expect(info.locks.map((k) => `${k.kind} ${k.mode}`).sort()).toEqual(['flock exclusive', 'ofd shared']);
+        } finally {
+          l.release();
+        }
+        expect(
+          execFileSync('python3', ['-c', py(join(rw, 'script.sh'), 'LOCK_EX')])
+            .toString()
+            .trim(),
+        ).toBe('got');
+      } finally {
+        execFileSync('umount', [ro]);
+      }
+    },
+  );
+
+  it('a directory (always read-only) locks exclusively the same way; ofd and posix asked for by name are EBADF', async () => {
+    const d = tempDir();
+    const l = await lock(d);
+    expect(l.primitive).toBe(linux ? 'flock+ofd-readonly' : l.primitive);
+    l.release();
+    if (linux) {
+      await expect(lock(d, { primitive: 'ofd' })).rejects.toMatchObject({ code: 'EBADF' });
+      const f = await lock(d, { primitive: 'flock' });
+      expect(f.primitive).toBe('flock');
+      f.release();
+    }
+  });
+});
