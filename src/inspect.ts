@@ -8,8 +8,7 @@
  * them at once (a concurrent tryLock may then see the file busy for that
  * instant).
  */
-import { lstatSync } from 'fs';
-import { readFile } from 'fs/promises';
+import { lstatSync, promises as fsp } from 'fs';
 import { join } from 'path';
 import { errorCode } from './errors.js';
 import { isSymlink, openLockFile } from './open.js';
@@ -211,7 +210,7 @@ export async function inspect(path: string): Promise<LockInfo> {
   let proc: string | null = null;
   if (process.platform === 'linux') {
     try {
-      proc = await readFile('/proc/locks', 'utf8');
+      proc = await fsp.readFile('/proc/locks', 'utf8');
     } catch {
       proc = null;
     }

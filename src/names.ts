@@ -7,7 +7,6 @@
  * release). Callers create each name without replacing anything (O_EXCL,
  * RENAME_NOREPLACE) and pick another on the rare collision.
  */
-import { randomFillSync } from 'crypto';
 
 const BLOCK = 4096;
 const pool = Buffer.alloc(BLOCK);
@@ -16,7 +15,9 @@ let used = BLOCK;
 /** 16 hex digits: 64 random bits, never the same source bytes twice. */
 export function randomTag(): string {
   if (used + 8 > BLOCK) {
-    randomFillSync(pool);
+    // loaded on first use: a CLI run that never makes a transient name does not pay for crypto
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require('crypto') as typeof import('crypto')).randomFillSync(pool);
     used = 0;
   }
   const tag = pool.toString('hex', used, used + 8);

@@ -4,10 +4,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { lock } from '../src/index.js';
 import { openSession } from '../src/session/index.js';
-import { main } from '../src/cli/main.js';
+import { createRequire } from 'node:module';
 import { attach, cleanupTempDirs, mountOverlay, run, since, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
+
+// The CLI loads its subcommands with require(): run the built one in-process.
+const { main } = createRequire(__filename)('../dist/cjs/cli/main.js') as typeof import('../src/cli/main.js');
 
 const BIN = resolve(__dirname, '..', 'bin', 'fslock.js');
 const fslock = (args: string[], opts: { timeoutMs?: number } = {}) => run(process.execPath, [BIN, ...args], opts);
@@ -28,10 +31,11 @@ describe('fslock (top level)', () => {
     expect((await fslock(['--version'])).stdout).toBe(`fslock ${pkg.version}\n`);
     expect((await fslock(['--help'])).stdout).toContain('usage: fslock <command>');
     const none = await fslock([]);
-    expect(none.code).toBe(2);
+    expect(none.code).toBe(64);
+    // not a command name: a lock file, as flock(1) reads it (and then a command is missing)
     const bad = await fslock(['frobnicate']);
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain("unknown command 'frobnicate'");
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toContain('missing <command>');
     expect(bad.stderr).toContain("Try 'fslock --help'");
     for (const sub of ['run', 'probe', 'inspect', 'sessions', 'gc']) {
       const r = await fslock([sub, '--help']);
@@ -40,11 +44,11 @@ describe('fslock (top level)', () => {
     }
   });
 
-  it('a bad option is a usage error (exit 2) that names it', async () => {
+  it('a bad option is a usage error (exit 64, as flock(1)) that names it', async () => {
     const r = await fslock(['run', '--bogus', 'x.lock', 'true']);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(64);
     expect(r.stderr).toContain('--bogus');
-    expect((await fslock(['run', '-w', 'soon', 'x.lock', 'true'])).code).toBe(2);
+    expect((await fslock(['run', '-w', 'soon', 'x.lock', 'true'])).code).toBe(64);
     expect((await fslock(['run', 'x.lock'])).stderr).toContain('missing <command>');
   });
 });
@@ -83,8 +87,8 @@ describe('fslock run', () => {
     expect((await fslock(['run', l, '-c', 'kill -TERM $$'])).code).toBe(143);
     expect((await fslock(['run', l, '-c', 'echo hi'])).stdout).toBe('hi\n');
     const nf = await fslock(['run', l, 'definitely-not-a-command-xyz']);
-    expect(nf.code).toBe(127);
-    expect(nf.stderr).toContain('command not found');
+    expect(nf.code).toBe(69); // flock(1): EX_UNAVAILABLE
+    expect(nf.stderr).toContain('failed to execute definitely-not-a-command-xyz');
   });
 
   it('-n exits with the conflict code at once; -E changes it; -w gives up after the timeout', async () => {
@@ -115,7 +119,7 @@ describe('fslock run', () => {
     expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual(['start', 'start', 'end', 'end']);
   });
 
-  it('SIGTERM to fslock is forwarded to the command and its status becomes 128+15', async () => {
+  it('SIGTERM to fslock is forwarded to the command; once it has exited fslock dies from SIGTERM', async () => {
     const l = join(tempDir(), 't.lock');
     const h = attach(
       spawn(process.execPath, [BIN, 'run', l, '-c', 'echo ready; exec sleep 30'], {
@@ -124,8 +128,7 @@ describe('fslock run', () => {
     );
     await h.waitFor('ready');
     h.child.kill('SIGTERM');
-    const { code } = await h.exited;
-    expect(code).toBe(143);
+    expect(await h.exited).toEqual({ code: null, signal: 'SIGTERM' });
   });
 });
 
@@ -283,10 +286,10 @@ describe("flock(1)'s command line", () => {
 
   it("a usage error is one line saying what is wrong and how to see help; fslock help run prints run's help", async () => {
     const r = await fslock(['run', '--bogus', 'x.lock', 'true']);
-    expect(r.code).toBe(2);
+    expect(r.code).toBe(64);
     expect(r.stderr).toBe("fslock run: unknown option --bogus\nTry 'fslock run --help' for more information.\n");
     const w = await fslock(['run', '-w']);
-    expect(w.code).toBe(2);
+    expect(w.code).toBe(64);
     expect(w.stderr).toBe(
       "fslock run: option -w, --timeout needs a value\nTry 'fslock run --help' for more information.\n",
     );

@@ -55,18 +55,22 @@ export function splitAtFirstPositional(argv: string[], options: OptionSpec): { o
   return { own: argv, rest: [] };
 }
 
+/** The one message for a bad number on the command line. */
+function badNumber(name: string, value: string, expected: string): UsageError {
+  return new UsageError(`invalid ${name} value ${JSON.stringify(value)}: expected ${expected}`);
+}
+
 export function parseSeconds(value: string, name: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) {
-    throw new UsageError(`${name} must be a number of seconds >= 0, got ${JSON.stringify(value)}`);
-  }
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw badNumber(name, value, 'a number of seconds, 0 or more');
   return n;
 }
 
 export function parseExitCode(value: string, name: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 255) {
-    throw new UsageError(`${name} must be an integer from 0 to 255, got ${JSON.stringify(value)}`);
+  if (value.trim() === '' || !Number.isInteger(n) || n < 0 || n > 255) {
+    throw badNumber(name, value, 'an integer from 0 to 255');
   }
   return n;
 }

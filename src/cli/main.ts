@@ -1,13 +1,16 @@
-/** The fslock command: dispatch, --help, --version, and error reporting. */
+/**
+ * The fslock command: dispatch, --help, --version, and error reporting.
+ *
+ * Each subcommand's module is loaded only when that subcommand runs: a
+ * script taking a lock in a loop pays Node's start-up and `fslock run`'s
+ * own modules, not the session collector's or the probe's.
+ */
 import { EXIT, UsageError } from './errors.js';
-import { version } from './version.js';
 import { escapeText } from '../errors.js';
 import type { Io } from './format.js';
-import { runCommand, RUN_USAGE } from './run.js';
-import { probeCommand, PROBE_USAGE } from './probe.js';
-import { gcCommand, GC_USAGE, inspectCommand, INSPECT_USAGE, sessionsCommand, SESSIONS_USAGE } from './commands.js';
 
 export const USAGE = `usage: fslock <command> [options]
+       fslock [options] <lockfile|fd> ...   (flock(1)'s form: the same as fslock run)
 
 commands:
   run [options] <lockfile> <command...>   run a command under a lock (like flock(1))
@@ -16,38 +19,75 @@ commands:
   sessions <crateDir>                     list session directories
   gc <crateDir>                           collect garbage in a crate directory
 
+A first argument that is not exactly one of these names is a lock file, as
+with flock(1); to lock a file named like a command, write ./probe or
+'fslock run probe ...'.
+
 options:
   -h, --help      help (also: fslock <command> --help)
-  -v, --version   print the version
+  -V, --version   print the version
 
-exit status: 0 ok, 1 lock conflict (run -n / -w), 2 bad command line,
-3 failure; run passes on its command's status (128+N for signal N).`;
+exit status: flock(1)'s for run (see 'fslock run --help'); otherwise 0 ok,
+64 bad command line, 3 failure.`;
 
 type Command = (argv: string[], io: Io) => Promise<number>;
-
-const COMMANDS: Record<string, { run: Command; usage: string }> = {
-  run: { run: runCommand, usage: RUN_USAGE },
-  probe: { run: probeCommand, usage: PROBE_USAGE },
-  inspect: { run: inspectCommand, usage: INSPECT_USAGE },
-  sessions: { run: sessionsCommand, usage: SESSIONS_USAGE },
-  gc: { run: gcCommand, usage: GC_USAGE },
-};
-
-/** `fslock -n 9`, `fslock x.lock make`: flock(1)'s form, starting with an option, a number or a path. */
-function looksLikeFlock(argv: string[]): boolean {
-  const first = argv[0] as string;
-  return first.startsWith('-') || /^\d+$/.test(first) || first.includes('/') || first.includes('.');
+interface Loaded {
+  run: Command;
+  usage: string;
 }
 
-export { version };
+let runModule: typeof import('./run.js') | undefined;
+
+// require(), not import(): a dynamic import() starts Node's ESM loader, about
+// 20 ms of a 90 ms start-up (bench/startup.js).
+/* eslint-disable @typescript-eslint/no-require-imports */
+const loadRun = (): typeof import('./run.js') => require('./run.js');
+const loadProbe = (): typeof import('./probe.js') => require('./probe.js');
+const loadCommands = (): typeof import('./commands.js') => require('./commands.js');
+const loadVersion = (): typeof import('./version.js') => require('./version.js');
+/* eslint-enable @typescript-eslint/no-require-imports */
+
+const COMMANDS: Record<string, () => Promise<Loaded>> = {
+  run: async () => {
+    const m = (runModule = loadRun());
+    return { run: m.runCommand, usage: m.RUN_USAGE };
+  },
+  probe: async () => {
+    const m = loadProbe();
+    return { run: m.probeCommand, usage: m.PROBE_USAGE };
+  },
+  inspect: async () => {
+    const m = loadCommands();
+    return { run: m.inspectCommand, usage: m.INSPECT_USAGE };
+  },
+  sessions: async () => {
+    const m = loadCommands();
+    return { run: m.sessionsCommand, usage: m.SESSIONS_USAGE };
+  },
+  gc: async () => {
+    const m = loadCommands();
+    return { run: m.gcCommand, usage: m.GC_USAGE };
+  },
+};
+
+const isCommand = (name: string | undefined): name is string => name !== undefined && Object.hasOwn(COMMANDS, name);
+
+export async function version(): Promise<string> {
+  return loadVersion().version();
+}
+
+/** The signal `fslock run` received and must die from once it has let go (see bin/fslock.js), or null. */
+export function exitSignal(): NodeJS.Signals | null {
+  return runModule?.receivedSignal() ?? null;
+}
 
 export async function main(
   argv: string[],
   io: Io = { stdout: process.stdout, stderr: process.stderr },
 ): Promise<number> {
   const [first, ...rest] = argv;
-  if (first === 'help' && rest[0] !== undefined && COMMANDS[rest[0]]) {
-    io.stdout.write(`${COMMANDS[rest[0]]!.usage}\n`); // fslock help run
+  if (first === 'help' && isCommand(rest[0])) {
+    io.stdout.write(`${(await COMMANDS[rest[0]]!()).usage}\n`); // fslock help run
     return EXIT.OK;
   }
   if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
@@ -55,26 +95,24 @@ export async function main(
     return first === undefined ? EXIT.USAGE : EXIT.OK;
   }
   if (first === '-v' || first === '-V' || first === '--version') {
-    io.stdout.write(`fslock ${version()}\n`);
+    io.stdout.write(`fslock ${await version()}\n`);
     return EXIT.OK;
   }
-  // flock(1)'s command line: `fslock [options] <file|fd> ...` means `fslock run ...`
-  const name = COMMANDS[first] ? first : looksLikeFlock(argv) ? 'run' : undefined;
-  const cmd = name ? COMMANDS[name] : undefined;
-  if (!cmd || !name) {
-    io.stderr.write(`fslock: unknown command '${escapeText(first)}'\nTry 'fslock --help' for more information.\n`);
-    return EXIT.USAGE;
-  }
+  // flock(1)'s command line: anything but an exact subcommand name means `fslock run ...`
+  const name = isCommand(first) ? first : 'run';
   const args = name === first ? rest : argv;
+  let cmd: Loaded | undefined;
   try {
+    cmd = await COMMANDS[name]!();
     return await cmd.run(args, io);
   } catch (err) {
     if (err instanceof UsageError) {
-      io.stderr.write(`fslock ${name}: ${err.message}\nTry 'fslock ${name} --help' for more information.\n`);
+      const what = name === first ? `fslock ${name}` : 'fslock';
+      io.stderr.write(`${what}: ${err.message}\nTry '${what} --help' for more information.\n`);
       return EXIT.USAGE;
     }
     const e = err as Error & { code?: string };
-    io.stderr.write(`fslock ${first}: ${e.message}\n`);
-    return e.code?.startsWith('ERR_INVALID_ARG') ? EXIT.USAGE : EXIT.FAILURE;
+    io.stderr.write(`fslock ${escapeText(name)}: ${e.message}\n`);
+    return e.code?.startsWith('ERR_INVALID_ARG') ? EXIT.USAGE : name === 'run' ? EXIT.SOFTWARE : EXIT.FAILURE;
   }
 }

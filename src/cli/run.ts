@@ -3,17 +3,17 @@
  * saying once (cargo-style) when it has to wait and for whom.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'child_process';
+import { fstatSync } from 'fs';
 import { performance } from 'perf_hooks';
 import { binding, C } from '../binding.js';
 import { kernelWait, pollWait } from '../wait.js';
-import { version } from './version.js';
 import { constants } from 'os';
 import { lock, tryLock, type FileLock } from '../lock.js';
 import { inspectSync } from '../inspect.js';
 import { describeHolder, errorCode, escapeText } from '../errors.js';
 import { PRIMITIVE_NAMES, type PrimitiveName } from '../primitives.js';
 import { parse, parseExitCode, parseSeconds, splitAtFirstPositional, type OptionSpec } from './args.js';
-import { EXIT, UsageError } from './errors.js';
+import { EXIT, openFailureStatus, UsageError } from './errors.js';
 import { paint, useColor, type Io } from './format.js';
 
 export const RUN_USAGE = `usage: fslock run [options] <lockfile> <command> [args...]
@@ -55,11 +55,17 @@ options of fslock's own:
   -h, --help                     this help
 
 Signals (INT, TERM, HUP, QUIT, USR1, USR2) sent to fslock are passed on to the
-command; one that arrives while fslock waits for the lock ends the wait.
+command. When fslock itself gets INT, TERM, HUP or QUIT (Ctrl-C in a
+script), it lets go once the command has exited, or at once while waiting,
+and then dies from that same signal, as flock(1) does: the calling shell
+stops the script.
 
-exit status: the command's own, 128+N if it was killed by signal N, the
-conflict code when -n/-w gave up, 126/127 when it cannot be run or found,
-2 for a bad command line, 3 when the lock file cannot be opened.`;
+exit status (flock(1)'s): the command's own; 128+N if the command was killed
+by signal N; the conflict code (-E, default 1) when -n or -w gave up;
+64 bad command line; 65 <fd> is not an open descriptor passed to fslock;
+66 the lock file cannot be opened (73 on a read-only filesystem or with no
+space, 71 out of descriptors or memory); 69 the command cannot be executed;
+70 any other failure.`;
 
 const RUN_OPTIONS: OptionSpec = {
   exclusive: { type: 'boolean', short: 'x' },
@@ -82,6 +88,42 @@ const RUN_OPTIONS: OptionSpec = {
   help: { type: 'boolean', short: 'h' },
 };
 
+/** Signals whose default action ends a process: fslock dies from them too (once it has let go). */
+const TERMINATING = new Set<NodeJS.Signals>(['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']);
+
+/** The terminating signal this process received during `fslock run` (see receivedSignal). */
+let received: NodeJS.Signals | null = null;
+
+/**
+ * The terminating signal fslock run received, which the process must die
+ * from once everything is let go (bin/fslock.js re-raises it with the default
+ * action), or null.
+ */
+export function receivedSignal(): NodeJS.Signals | null {
+  return received;
+}
+
+/**
+ * -x/-e/--exclusive and -s/--shared may both be given: as with flock(1), the
+ * last one wins. `own` holds fslock's own arguments (before the lock file).
+ */
+function lastMode(own: string[]): 'shared' | 'exclusive' {
+  let mode: 'shared' | 'exclusive' = 'exclusive';
+  for (let i = 0; i < own.length; i++) {
+    const a = own[i] as string;
+    if (a === '--shared') mode = 'shared';
+    else if (a === '--exclusive') mode = 'exclusive';
+    else if (/^-[a-zA-Z]+$/.test(a)) {
+      for (const ch of a.slice(1)) {
+        if (ch === 's') mode = 'shared';
+        else if (ch === 'x' || ch === 'e') mode = 'exclusive';
+        if (ch === 'w' || ch === 'E' || ch === 'c') break; // the rest is that option's value
+      }
+    }
+  }
+  return mode;
+}
+
 /** Signals passed on to the command (SIGUSR1 too: with a listener, Node does not open its inspector). */
 const FORWARDED: NodeJS.Signals[] =
   process.platform === 'win32'
@@ -96,6 +138,14 @@ function holderText(path: string): string {
   } catch {
     return '';
   }
+}
+
+/** The lock could not be taken for a reason other than a conflict: flock(1)'s message and status. */
+function cannotOpen(path: string, err: unknown, io: Io): number {
+  const code = errorCode(err);
+  io.stderr.write(`fslock: cannot open lock file ${escapeText(path)}: ${(err as Error).message}\n`);
+  if (code === 'ENOTSUP' || code?.startsWith('ERR_INVALID_ARG')) return code === 'ENOTSUP' ? EXIT.SOFTWARE : EXIT.USAGE;
+  return openFailureStatus(code);
 }
 
 const signalExit = (sig: NodeJS.Signals) =>
@@ -126,6 +176,7 @@ class SignalRelay {
   }
 
   #receive(sig: NodeJS.Signals): void {
+    if (TERMINATING.has(sig)) received ??= sig;
     const c = this.#child;
     if (c && c.exitCode === null && c.signalCode === null) {
       c.kill(sig);
@@ -153,7 +204,8 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     return EXIT.OK;
   }
   if (values.version) {
-    io.stdout.write(`fslock ${version()}\n`);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    io.stdout.write(`fslock ${(require('./version.js') as typeof import('./version.js')).version()}\n`);
     return EXIT.OK;
   }
   // flock(1)'s aliases
@@ -163,11 +215,11 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     if (values.timeout !== undefined) throw new UsageError('give -w/--wait/--timeout once');
     values.timeout = values.wait;
   }
-  if (values.shared && values.exclusive) throw new UsageError('--shared and --exclusive exclude each other');
+  const mode = lastMode(own);
   const lockPath = rest[0];
   if (lockPath === undefined) throw new UsageError('missing <lockfile> (or <fd>)');
   if (/^\d+$/.test(lockPath) && rest.length === 1 && values.command === undefined) {
-    return lockDescriptor(Number(lockPath), values, io);
+    return lockDescriptor(Number(lockPath), values, mode, io);
   }
   if (values.unlock)
     throw new UsageError('-u/--unlock works on an inherited <fd>: a lock on a file ends when its command exits');
@@ -197,7 +249,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   const color = useColor(io.stderr);
   const shown = escapeText(lockPath);
   const opts = {
-    mode: values.shared ? ('shared' as const) : ('exclusive' as const),
+    mode,
     primitive: primitive as 'auto' | PrimitiveName,
     allowUnsafeSymlink: Boolean(values['allow-unsafe-symlink']),
     // On Linux the kernel's lock table names the holder; elsewhere a sidecar
@@ -209,10 +261,16 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
 
   const relay = new SignalRelay();
   try {
-    let held: FileLock | null = tryLock(lockPath, opts);
+    let held: FileLock | null;
+    try {
+      held = tryLock(lockPath, opts);
+    } catch (err) {
+      return cannotOpen(lockPath, err, io);
+    }
     if (!held) {
       if (values.nonblock || timeoutS === 0) {
         if (!quiet) io.stderr.write(`fslock: ${shown} is locked${holderText(lockPath)}\n`);
+        if (values.verbose) io.stderr.write('fslock: failed to get lock\n');
         return conflictCode;
       }
       if (!quiet) {
@@ -231,9 +289,10 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
         if (errorCode(err) === 'ETIMEDOUT') {
           if (!quiet)
             io.stderr.write(`fslock: gave up waiting for ${shown} after ${timeoutS} s${holderText(lockPath)}\n`);
+          if (values.verbose) io.stderr.write('fslock: timeout while waiting to get lock\n');
           return conflictCode;
         }
-        throw err;
+        return cannotOpen(lockPath, err, io);
       }
     }
     if (verbose) {
@@ -270,18 +329,16 @@ function runChild(
         : spawn(command[0] as string, command.slice(1), { stdio });
     relay.attach(child);
     child.on('error', (err: Error & { code?: string }) => {
+      // flock(1): "failed to execute <cmd>: <reason>", EX_UNAVAILABLE, whatever the reason
       const name = escapeText(shell ?? (command[0] as string));
-      if (err.code === 'ENOENT') {
-        io.stderr.write(`fslock: ${name}: command not found\n`);
-        resolve(EXIT.NOT_FOUND);
-      } else {
-        io.stderr.write(`fslock: cannot run ${name}: ${err.message}\n`);
-        resolve(EXIT.CANNOT_EXECUTE);
-      }
+      const why =
+        err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
+      io.stderr.write(`fslock: failed to execute ${name}: ${why}\n`);
+      resolve(EXIT.UNAVAILABLE);
     });
     child.on('exit', (code, signal) => {
       if (signal) resolve(signalExit(signal));
-      else resolve(code ?? EXIT.FAILURE);
+      else resolve(code ?? EXIT.SOFTWARE);
     });
   });
 }
@@ -291,22 +348,33 @@ function runChild(
  * inherited, with flock(2), and exit. The lock belongs to the open file
  * description the shell holds, so it outlives fslock, as with flock(1).
  */
-async function lockDescriptor(fd: number, values: Record<string, unknown>, io: Io): Promise<number> {
+async function lockDescriptor(
+  fd: number,
+  values: Record<string, unknown>,
+  mode: 'shared' | 'exclusive',
+  io: Io,
+): Promise<number> {
   const conflictCode =
     values['conflict-exit-code'] === undefined
       ? EXIT.CONFLICT
       : parseExitCode(values['conflict-exit-code'] as string, '--conflict-exit-code');
   const timeoutS = values.timeout === undefined ? undefined : parseSeconds(values.timeout as string, '--timeout');
-  const type = values.unlock ? C.UNLOCK : values.shared ? C.SHARED : C.EXCLUSIVE;
+  const type = values.unlock ? C.UNLOCK : mode === 'shared' ? C.SHARED : C.EXCLUSIVE;
   const quiet = Boolean(values.quiet);
+  const problem = notPassed(fd);
+  if (problem !== null) {
+    io.stderr.write(`fslock: ${problem}\n`);
+    return EXIT.DATAERR;
+  }
   try {
     if (binding.lock(C.FLOCK, fd, type, 0, 0, false)) return EXIT.OK;
   } catch (err) {
-    io.stderr.write(`fslock: cannot lock descriptor ${fd}: ${(err as Error).message}\n`);
-    return EXIT.FAILURE;
+    io.stderr.write(`fslock: ${fd}: ${(err as Error).message}\n`);
+    return errorCode(err) === 'EBADF' ? EXIT.DATAERR : EXIT.SOFTWARE;
   }
   if (values.nonblock || timeoutS === 0) {
     if (!quiet) io.stderr.write(`fslock: descriptor ${fd} is locked\n`);
+    if (values.verbose) io.stderr.write('fslock: failed to get lock\n');
     return conflictCode;
   }
   const ctx = {
@@ -323,9 +391,35 @@ async function lockDescriptor(fd: number, values: Record<string, unknown>, io: I
   } catch (err) {
     if (errorCode(err) === 'ETIMEDOUT') {
       if (!quiet) io.stderr.write(`fslock: gave up waiting for descriptor ${fd} after ${timeoutS} s\n`);
+      if (values.verbose) io.stderr.write('fslock: timeout while waiting to get lock\n');
       return conflictCode;
     }
-    io.stderr.write(`fslock: cannot lock descriptor ${fd}: ${(err as Error).message}\n`);
-    return EXIT.FAILURE;
+    io.stderr.write(`fslock: ${fd}: ${(err as Error).message}\n`);
+    return EXIT.SOFTWARE;
   }
+}
+
+/**
+ * Why descriptor `fd` is not one the caller passed to fslock, or null when
+ * it is. Locking a descriptor that Node opened itself would lock nothing the
+ * caller holds and still exit 0: that happens under npx and npm exec, which
+ * pass on only descriptors 0 to 2, so number 9 is then closed or one of
+ * Node's own (its event loop's epoll, eventfd and pipes; /dev/null). A
+ * descriptor passed to lock is a regular file or a directory, and Node keeps
+ * none of those open.
+ */
+function notPassed(fd: number): string | null {
+  const help =
+    'Run fslock without npx or npm exec, which pass on only descriptors 0, 1 and 2: ' +
+    `for example $(npm root)/.bin/fslock -n ${fd}.`;
+  let st;
+  try {
+    st = fstatSync(fd);
+  } catch {
+    return `${fd}: Bad file descriptor (it is not open in fslock's process). ${help}`;
+  }
+  if (!st.isFile() && !st.isDirectory()) {
+    return `descriptor ${fd} is not a file or directory passed to fslock (it is one that Node opened itself). ${help}`;
+  }
+  return null;
 }
