@@ -306,6 +306,12 @@ async function scenario7() {
 }
 
 // ---------------------------------------------------------------------------
+// ---------------------------------------------------------------------------
+// 8. Start-up of `fslock run f true` (no npx) against `node -e 0` and flock(1)
+async function scenario8() {
+  return require('./startup.js').measure(QUICK ? 5 : 20 * ROUNDS);
+}
+
 function machine() {
   const cpus = os.cpus();
   return {
@@ -447,6 +453,14 @@ function summarize(res) {
       check(m.addedThreads <= 2, `S7 threads added by 10,000 pending waits: ${m.addedThreads} (O(1))`);
     }
   }
+  if (res.s8) {
+    const base = res.s8['node -e 0'];
+    const ours = res.s8['fslock run f true'];
+    check(
+      ours <= 1.3 * base,
+      `S8 start-up: fslock run f true ${fmt(ours)} ms within 1.3× of node -e 0 (${fmt(base)} ms): ${fmt(ours / base, 2)}×`,
+    );
+  }
   return checks;
 }
 
@@ -570,6 +584,14 @@ function markdown(res) {
       '',
     );
   }
+  if (res.s8) {
+    const base = res.s8['node -e 0'];
+    L.push('## 8. Command-line start-up (ms, median)', '', '| command | ms | × node -e 0 |', '|---|---|---|');
+    for (const [name, ms] of Object.entries(res.s8)) {
+      if (ms !== null) L.push(`| \`${name}\` | ${fmt(ms)} | ${fmt(ms / base, 2)} |`);
+    }
+    L.push('');
+  }
   return L.join('\n');
 }
 
@@ -585,6 +607,7 @@ async function main() {
     [5, 'cost over time', scenario5],
     [6, 'sessions', scenario6],
     [7, 'many waits', scenario7],
+    [8, 'command-line start-up', scenario8],
   ];
   for (const [n, title, run] of scenarios) {
     if (!want(n)) continue;

@@ -1,7 +1,7 @@
 /**
  * Errors fslock throws: every factory lives here. Every error has a stable
  * `code`; test `err.code`, never `instanceof` (two copies of the package make
- * two classes). The README's error table lists the same codes.
+ * two classes). docs/api.md's error table lists the same codes.
  *
  * | code | meaning |
  * |---|---|

@@ -1,5 +1,5 @@
 /**
- * Filesystems on which locks are known to lie (README, "Filesystems"). Used
+ * Filesystems on which locks are known to lie (docs/platforms.md). Used
  * when a session opens and by `fslock probe`.
  */
 import { binding } from './binding.js';

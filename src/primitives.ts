@@ -1,6 +1,6 @@
 /**
  * Which lock primitives this platform has, and which one `primitive: 'auto'`
- * resolves to. The facts behind the choice are in the README ("Choosing a
+ * resolves to. The facts behind the choice are in docs/platforms.md ("Choosing a
  * primitive"): on Linux flock and OFD/POSIX locks do not see each other, so a
  * whole-file lock that must exclude every other locker holds both.
  */
@@ -14,7 +14,7 @@ export const PRIMITIVE_NAMES = Object.freeze(['flock', 'ofd', 'posix', 'windows'
 export type PrimitiveName = (typeof PRIMITIVE_NAMES)[number];
 /**
  * What a lock actually uses. `'flock+ofd-readonly'`: an exclusive lock on a
- * file that could only be opened read-only (see README "Read-only lock
+ * file that could only be opened read-only (see docs/platforms.md "Read-only lock
  * files"): flock exclusive, and a shared OFD lock, the strongest OFD lock a
  * read-only descriptor can take — OFD and POSIX lockers can still take shared
  * (read) locks, never exclusive ones.

@@ -1,7 +1,7 @@
 /**
  * Backoff schedules: polling waits, and retrying rename/remove on Windows,
  * where antivirus scanners and indexers briefly hold files open
- * (EPERM/EACCES/EBUSY), as documented in the README.
+ * (EPERM/EACCES/EBUSY), as documented in docs/sessions.md.
  */
 
 import { performance } from 'perf_hooks';

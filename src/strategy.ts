@@ -315,7 +315,7 @@ class WindowsStrategy extends KernelStrategy {
   // restoreShared: KernelStrategy's (re-request the shared lock) is right here too.
 }
 
-/** Classic POSIX locks behind the native process-wide registry (see README "Choosing a primitive"). */
+/** Classic POSIX locks behind the native process-wide registry (see docs/platforms.md, "Choosing a primitive"). */
 class RegistryStrategy extends LockStrategy {
   tryStep(h: LockHandle, step: Step, type: number): boolean {
     const id = binding.registryLock(h.fd, type, step.start, step.len);

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ts from 'typescript';
 import { cleanupTempDirs, run, tempDir } from './helpers.js';
@@ -7,8 +7,15 @@ import { cleanupTempDirs, run, tempDir } from './helpers.js';
 afterAll(cleanupTempDirs);
 
 const ROOT = resolve(__dirname, '..');
-const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
-const blocks = [...README.matchAll(/```(js|mjs|ts)\n([\s\S]*?)```/g)].map((m, i) => ({ lang: m[1]!, code: m[2]!, i }));
+const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).map((f) => `docs/${f}`)].filter((f) => f.endsWith('.md'));
+const blocks = DOCS.flatMap((doc) =>
+  [...readFileSync(join(ROOT, doc), 'utf8').matchAll(/```(js|mjs|ts)\n([\s\S]*?)```/g)].map((m, i) => ({
+    doc,
+    lang: m[1]!,
+    code: m[2]!,
+    i,
+  })),
+);
 
 /** A scratch project where `fslock` resolves to this checkout, as after `npm install /path/to/checkout`. */
 function project(): string {
@@ -18,12 +25,25 @@ function project(): string {
   return d;
 }
 
-describe('every example in the README runs as written', () => {
-  it('has examples in ESM, CommonJS and TypeScript', () => {
-    expect(new Set(blocks.map((b) => b.lang))).toEqual(new Set(['js', 'mjs', 'ts']));
+describe('every example in the README and docs/ runs as written', () => {
+  it('the README has examples in ESM, CommonJS and TypeScript, and is short', () => {
+    expect(new Set(blocks.filter((b) => b.doc === 'README.md').map((b) => b.lang))).toEqual(
+      new Set(['js', 'mjs', 'ts']),
+    );
+    expect(readFileSync(join(ROOT, 'README.md'), 'utf8').split('\n').length).toBeLessThan(250);
   });
 
-  it.each(blocks.map((b) => [`#${b.i} (${b.lang})`, b] as const))('example %s', async (_name, b) => {
+  it('every relative link in the README and docs/ points at a file that exists', () => {
+    for (const doc of DOCS) {
+      const text = readFileSync(join(ROOT, doc), 'utf8');
+      for (const m of text.matchAll(/\]\(([^)#:]+)(#[^)]*)?\)/g)) {
+        const target = join(ROOT, doc.includes('/') ? 'docs' : '', m[1]!);
+        expect(() => readFileSync(target), `${doc} links to ${m[1]}`).not.toThrow();
+      }
+    }
+  });
+
+  it.each(blocks.map((b) => [`${b.doc} #${b.i} (${b.lang})`, b] as const))('example %s', async (_name, b) => {
     const d = project();
     let file: string;
     if (b.lang === 'ts') {

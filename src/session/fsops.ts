@@ -16,7 +16,7 @@ import { retryTransient } from '../retry.js';
  * Recursive removal that never leaves the tree: the native walk by directory
  * descriptors (see binding.removeTree). Windows has no such walk here:
  * Node's fs.rm, which checks each entry (never descending into a symlink or
- * junction) and removes it by path; see the threat model in the README.
+ * junction) and removes it by path; see the threat model in docs/security.md.
  */
 async function removeTree(path: string): Promise<void> {
   if (process.platform === 'win32') {

@@ -1,7 +1,7 @@
 /**
  * fslock/session: copy-on-write cache directories with crash-safe garbage
  * collection, compatible with the Rust compiler's incremental directories.
- * The protocol is described in protocol.ts and the README.
+ * The protocol is described in protocol.ts and docs/sessions.md.
  */
 export { openSession, Session, UNRELIABLE_FS_WARNING } from './protocol.js';
 export type { SessionStats, SessionState } from './protocol.js';
