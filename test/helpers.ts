@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
@@ -117,4 +117,44 @@ export function mountOverlay(): { merged: string; unmount: () => void } {
     merged,
   ]);
   return { merged, unmount: () => execFileSync('umount', [merged]) };
+}
+
+/**
+ * The built package copied where any user can read it, for a test that runs
+ * node as another user (uid 4242): the checkout itself may sit below a
+ * directory only its owner can enter (a fresh mktemp -d, /root). Returns the
+ * copy's dist/cjs/index.js.
+ */
+export function distForOtherUsers(): string {
+  const root = resolve(__dirname, '..');
+  const d = tempDir('fslock-shared-');
+  chmodSync(d, 0o755);
+  cpSync(join(root, 'package.json'), join(d, 'package.json'));
+  cpSync(join(root, 'dist'), join(d, 'dist'), { recursive: true });
+  cpSync(join(root, 'prebuilds'), join(d, 'prebuilds'), { recursive: true });
+  const built = join(root, 'build', 'Release', 'fslock.node');
+  if (existsSync(built)) cpSync(built, join(d, 'build', 'Release', 'fslock.node'));
+  cpSync(join(root, 'node_modules', 'node-gyp-build'), join(d, 'node_modules', 'node-gyp-build'), { recursive: true });
+  execFileSync('chmod', ['-R', 'a+rX', d]);
+  return join(d, 'dist', 'cjs', 'index.js');
+}
+
+/**
+ * Resolves once the kernel's lock table (/proc/locks) shows at least `n`
+ * requests blocked on the file at `path`: a wait that is really in the
+ * kernel, not a sleep that hopes so. Linux only.
+ */
+export async function untilBlocked(path: string, n = 1): Promise<void> {
+  const { statSync, readFileSync } = await import('node:fs');
+  const st = statSync(path, { bigint: true });
+  const major = Number(((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn));
+  const minor = Number((st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn));
+  const re = new RegExp(`->.*\\s0*${major.toString(16)}:0*${minor.toString(16)}:${st.ino}\\s`);
+  for (;;) {
+    const blocked = readFileSync('/proc/locks', 'utf8')
+      .split('\n')
+      .filter((l) => re.test(l)).length;
+    if (blocked >= n) return;
+    await sleep(5);
+  }
 }

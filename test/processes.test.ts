@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { lock, tryLock } from '../src/index.js';
-import { attach, cleanupTempDirs, run, since, sleep, startNode, tempDir } from './helpers.js';
+import { attach, cleanupTempDirs, run, since, sleep, startNode, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -130,7 +130,7 @@ describe('other processes', () => {
     await h.waitFor('locked');
     expect(tryLock(p)).toBeNull();
     const waiting = lock(p);
-    await sleep(50);
+    await untilBlocked(p);
     const t0 = performance.now();
     h.child.kill('SIGKILL');
     const l = await waiting;
