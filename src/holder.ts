@@ -53,7 +53,7 @@ import { hostname } from 'os';
 import { basename, dirname, join } from 'path';
 import { binding, C } from './binding.js';
 import { errorCode } from './errors.js';
-import { randomTag } from './names.js';
+import { NAME_ATTEMPTS, randomTag } from './names.js';
 import type { LockMode } from './options.js';
 
 /** What an exclusive holder records in its sidecar. */
@@ -165,12 +165,16 @@ function readSidecarOwned(path: string): { buf: Buffer; uid: number } | null {
  */
 export function writeRecord(lockPath: string, fileIdentity: string, argv: string[] | undefined): WrittenRecord | null {
   const target = recordPath(lockPath);
-  const tmp = join(dirname(target), `.${basename(lockPath)}.fslock-holder-${randomTag()}.tmp`);
-  let fd: number;
-  try {
-    fd = binding.open(tmp, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW);
-  } catch {
-    return null; // the directory is not writable: no record
+  let tmp = '';
+  let fd = -1;
+  for (let i = 1; fd < 0; i++) {
+    tmp = join(dirname(target), `.${basename(lockPath)}.fslock-holder-${randomTag()}.tmp`);
+    try {
+      fd = binding.open(tmp, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW);
+    } catch (err) {
+      // a planted name: take another; anything else (the directory is not writable): no record
+      if (i >= NAME_ATTEMPTS || errorCode(err) !== 'EEXIST') return null;
+    }
   }
   let written = true;
   try {

@@ -22,6 +22,7 @@ import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
 import { descriptorHoldsOwnRecord, fileHoldsRecord } from '../holder.js';
 import { unlinkIfHeld } from '../unlink.js';
+import { NAME_ATTEMPTS } from '../names.js';
 import {
   cleanupOnExit,
   createAnonymous,
@@ -119,8 +120,14 @@ function createTempWith(path: string, open: (p: string, flags: string | number) 
   if (process.platform === 'win32') return null;
   const anonymous = createAnonymousSync(path, open);
   if (anonymous) return anonymous;
-  const tmp = tempNameFor(path);
-  return { tmp, fd: open(tmp, 'wx') };
+  for (let i = 1; ; i++) {
+    const tmp = tempNameFor(path);
+    try {
+      return { tmp, fd: open(tmp, 'wx') };
+    } catch (err) {
+      if (i >= NAME_ATTEMPTS || errorCode(err) !== 'EEXIST') throw err; // a planted name: take another
+    }
+  }
 }
 
 function createTempSync(path: string): CreatedTemp | null {
@@ -135,8 +142,14 @@ async function createTemp(path: string): Promise<CreatedTemp | null> {
   if (process.platform === 'win32' || fs.open === nodeOpen) return createTempWith(path, nodeOpenSync);
   const anonymous = await createAnonymous(path, openAsync);
   if (anonymous) return anonymous;
-  const tmp = tempNameFor(path);
-  return { tmp, fd: await openAsync(tmp, 'wx') };
+  for (let i = 1; ; i++) {
+    const tmp = tempNameFor(path);
+    try {
+      return { tmp, fd: await openAsync(tmp, 'wx') };
+    } catch (err) {
+      if (i >= NAME_ATTEMPTS || errorCode(err) !== 'EEXIST') throw err; // a planted name: take another
+    }
+  }
 }
 
 /**

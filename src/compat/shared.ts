@@ -7,7 +7,7 @@ import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock 
 import { writeRecordIntoOwnFile } from '../holder.js';
 import { inspectSync } from '../inspect.js';
 import { unlinkIfHeld } from '../unlink.js';
-import { randomTag } from '../names.js';
+import { NAME_ATTEMPTS, randomTag } from '../names.js';
 
 /** A fresh name for a temporary file beside `target`. */
 export function tempNameFor(target: string): string {
@@ -131,12 +131,25 @@ function placeAnonymous(target: string, record: boolean, fd: number): FileLock |
   }
 }
 
+/** tryLockNew at a fresh temporary name beside `target`; a name someone planted is passed over. */
+function lockNewTemp(target: string): { tmp: string; held: FileLock | null } {
+  for (let i = 1; ; i++) {
+    const tmp = tempNameFor(target);
+    try {
+      return { tmp, held: tryLockNew(tmp) };
+    } catch (err) {
+      if (i >= NAME_ATTEMPTS || code(err) !== 'EEXIST') throw err;
+    }
+  }
+}
+
 function placeNamed(target: string, mode: 'rename' | 'link', record: boolean, created: CreatedTemp | null): FileLock {
-  const tmp = created?.tmp ?? tempNameFor(target);
+  let tmp = created?.tmp ?? '';
   const ours = created ? binding.identity(created.fd) : null;
   let held: FileLock | null = null;
   try {
-    held = created ? lockCreatedFile(tmp, created.fd) : tryLockNew(tmp);
+    if (created) held = lockCreatedFile(tmp, created.fd);
+    else ({ tmp, held } = lockNewTemp(target));
   } finally {
     // not locked: delete the caller's temporary file, unless something replaced it meanwhile
     if (!held && ours !== null) unlinkIfHeld(tmp, ours);
