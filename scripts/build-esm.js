@@ -10,7 +10,7 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 const cjsDir = path.join(root, 'dist', 'cjs');
 const esmDir = path.join(root, 'dist', 'esm');
-const ENTRIES = ['index', 'session/index', 'compat/proper-lockfile', 'compat/lockfile'];
+const ENTRIES = ['index', 'session/index', 'compat/proper-lockfile', 'compat/lockfile', 'postgres/index'];
 
 fs.mkdirSync(esmDir, { recursive: true });
 for (const entry of ENTRIES) {

@@ -1,10 +1,24 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { createRequire } from 'node:module';
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ts from 'typescript';
 import { cleanupTempDirs, run, tempDir } from './helpers.js';
 
-afterAll(cleanupTempDirs);
+// Examples of fslock/postgres get a real server: a throwaway cluster, started on first use.
+type Cluster = { reason?: string; config: { host: string; port: number }; stop(): void };
+let cluster: Cluster | null = null;
+function databaseUrl(): string {
+  cluster ??= (createRequire(__filename)('../scripts/pg-cluster.js') as { startCluster(): Cluster }).startCluster();
+  if (cluster.reason) throw new Error(`a PostgreSQL example needs a server: ${cluster.reason}`);
+  const { host, port } = cluster.config;
+  return `postgresql://postgres@/postgres?host=${encodeURIComponent(host)}&port=${port}`;
+}
+
+afterAll(() => {
+  if (cluster && !cluster.reason) cluster.stop();
+  cleanupTempDirs();
+});
 
 const ROOT = resolve(__dirname, '..');
 const DOCS = ['README.md', ...readdirSync(join(ROOT, 'docs')).map((f) => `docs/${f}`)].filter((f) => f.endsWith('.md'));
@@ -56,7 +70,8 @@ describe('every example in the README and docs/ runs as written', () => {
       file = join(d, b.lang === 'mjs' ? 'example.mjs' : 'example.cjs');
       writeFileSync(file, b.code);
     }
-    const r = await run('sh', ['-c', `cd ${d} && ${process.execPath} ${file}`]);
+    const env = b.code.includes('DATABASE_URL') ? `DATABASE_URL='${databaseUrl()}' ` : '';
+    const r = await run('sh', ['-c', `cd ${d} && ${env}${process.execPath} ${file}`]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.length).toBeGreaterThan(0);
