@@ -172,6 +172,32 @@ contenders['artefact floor: open wx, close, unlink (lockfile)'] = {
   },
 };
 
+// Across machines: fslock/postgres on a local server, when bench/run.js
+// started one (FSLOCK_BENCH_PG holds its connection config): a lock name per
+// path. The price of crossing machines, beside the file lock's.
+if (process.env.FSLOCK_BENCH_PG) {
+  let locks = null;
+  const pg = () =>
+    (locks ??= require('../dist/cjs/postgres/index.js').connectLocks({
+      ...JSON.parse(process.env.FSLOCK_BENCH_PG),
+      idleTimeoutMillis: 1000,
+      allowExitOnIdle: true,
+    }));
+  const nameOf = (p) => require('node:path').basename(p);
+  contenders['fslock/postgres (local server)'] = {
+    waits: "the server's lock queue (pg_advisory_lock on a connection of its own)",
+    shared: true,
+    cycle: async (p, o) => {
+      const l = await (await pg()).lock(nameOf(p), { mode: o.shared ? 'shared' : 'exclusive' });
+      await l.release();
+    },
+    acquire: async (p) => {
+      const l = await (await pg()).lock(nameOf(p));
+      return () => l.release();
+    },
+  };
+}
+
 for (const k of Object.keys(contenders)) if (!contenders[k]) delete contenders[k];
 
 /** The path each contender locks: proper-lockfile and lockfile make their own artefacts. */

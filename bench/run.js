@@ -13,6 +13,20 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+// fslock/postgres joins the contenders when a throwaway local server can be
+// started (Debian's postgresql programs; see scripts/pg-cluster.js).
+const pgCluster = (() => {
+  if (process.env.FSLOCK_BENCH_PG || process.platform === 'win32') return null;
+  const c = require('../scripts/pg-cluster.js').startCluster();
+  if (c.reason) {
+    console.log(`(fslock/postgres not measured: ${c.reason})`);
+    return null;
+  }
+  process.env.FSLOCK_BENCH_PG = JSON.stringify(c.config); // children inherit it
+  process.on('exit', () => c.stop());
+  return c;
+})();
+if (pgCluster) console.log(`fslock/postgres: a local server on ${pgCluster.config.host}`);
 const { contenders, lockPathFor } = require('./contenders.js');
 const { barChart } = require('./svg.js');
 
@@ -76,7 +90,7 @@ async function scenario1(bin) {
       for (const name of rotate(names, r)) {
         const c = contenders[name];
         const p = lockPathFor(name, path.join(WORK, `u-${name.replace(/\W+/g, '_')}`));
-        const slow = /proper-lockfile|lockfile/.test(name) && !name.startsWith('fslock (');
+        const slow = /proper-lockfile|lockfile|postgres/.test(name) && !name.startsWith('fslock (');
         const n = slow ? slowN : N;
         const samples = [];
         for (let i = 0; i < Math.min(200, n); i++) await c.cycle(p, { shared }); // warm up

@@ -330,22 +330,22 @@ function procDev(dev: bigint): [number, number] {
 const PROC_LINE =
   /^\d+:\s+(->\s+)?(FLOCK|OFDLCK|POSIX)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\S+)/;
 
-export function parseProcLocks(text: string, identity: string): { locks: KernelLock[]; waiters: number } {
+export function parseProcLocks(
+  text: string,
+  identity: string,
+): { locks: KernelLock[]; waiters: number; blocked: KernelLock[] } {
   const [devStr, inoStr] = identity.split(':');
   const [wmaj, wmin] = procDev(BigInt(devStr as string));
   const locks: KernelLock[] = [];
-  let waiters = 0;
+  const blocked: KernelLock[] = [];
   for (const line of text.split('\n')) {
     const m = PROC_LINE.exec(line);
     if (!m || m[7] !== inoStr) continue;
     // /proc/locks pads to at least two hex digits per part; compare numerically.
     if (parseInt(m[5] as string, 16) !== wmaj || parseInt(m[6] as string, 16) !== wmin) continue;
-    if (m[1]) {
-      waiters++;
-      continue;
-    }
     const pid = Number(m[4]);
-    locks.push({
+    // a blocked request ("->") is listed after the lock that blocks it
+    (m[1] ? blocked : locks).push({
       kind: m[2] === 'FLOCK' ? 'flock' : m[2] === 'OFDLCK' ? 'ofd' : 'posix',
       mode: m[3] === 'WRITE' ? 'exclusive' : 'shared',
       pid: pid > 0 ? pid : null,
@@ -353,7 +353,14 @@ export function parseProcLocks(text: string, identity: string): { locks: KernelL
       end: m[9] === 'EOF' ? null : Number(m[9]),
     });
   }
-  return { locks, waiters };
+  return { locks, waiters: blocked.length, blocked };
+}
+
+/** The processes behind blocked requests (their pid, command, kind and mode), as /proc/locks lists them. */
+export function waitingProcesses(blocked: KernelLock[]): LiveHolder[] {
+  return blocked
+    .filter((b): b is KernelLock & { pid: number } => b.pid !== null)
+    .map((b) => ({ pid: b.pid, argv: commandLine(b.pid), kind: b.kind, mode: b.mode }));
 }
 
 /** @internal */

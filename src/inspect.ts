@@ -19,6 +19,7 @@ import {
   currentHolder,
   liveHolders,
   parseProcLocks,
+  waitingProcesses,
   readProcLocksSync,
   type HolderRecord,
   type HolderSource,
@@ -47,6 +48,12 @@ export interface LockInfo {
   locks: KernelLock[];
   /** Requests blocked waiting for this file (Linux only; 0 elsewhere). */
   waiters: number;
+  /**
+   * The processes blocked waiting for it, as /proc/locks lists them, fslock's and
+   * foreign lockers' alike (Linux: the blocked requests of /proc/locks; empty
+   * elsewhere). Same shape as `holders`.
+   */
+  queue: LiveHolder[];
   /**
    * Every live process holding the lock (Linux: each process with a
    * descriptor that carries it, from /proc/<pid>/fdinfo — a child that
@@ -163,6 +170,7 @@ function inspectPath(path: string, procLocks: string | null): LockInfo {
         holderRemote: false,
         locks: [],
         waiters: 0,
+        queue: [],
         holders: [],
         source: procLocks === null ? 'probe' : 'proc-locks',
         artefact: null,
@@ -175,9 +183,12 @@ function inspectPath(path: string, procLocks: string | null): LockInfo {
     let locks: KernelLock[] = [];
     let waiters = 0;
     let holders: LiveHolder[] = [];
+    let queue: LiveHolder[] = [];
     if (procLocks !== null) {
       const identity = binding.identity(fd);
-      ({ locks, waiters } = parseProcLocks(procLocks, identity));
+      let blocked: KernelLock[];
+      ({ locks, waiters, blocked } = parseProcLocks(procLocks, identity));
+      queue = waitingProcesses(blocked);
       mode = strongest(locks);
       if (locks.length > 0) holders = liveHolders(identity);
     } else {
@@ -195,6 +206,7 @@ function inspectPath(path: string, procLocks: string | null): LockInfo {
       holderRemote: remote,
       locks,
       waiters,
+      queue,
       holders,
       source: procLocks === null ? 'probe' : 'proc-locks',
       artefact: null,

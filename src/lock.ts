@@ -56,6 +56,7 @@ import {
 } from './strategy.js';
 import { unlinkIfHeld } from './unlink.js';
 import type { WaitContext, WaitFailure, WaitOutcome } from './wait.js';
+import { lockChannel, outcomeOf, releaseChannel, tracingLocks, type LockTraceContext } from './trace.js';
 
 // ---------------------------------------------------------------------------
 // What this thread holds
@@ -407,12 +408,13 @@ function queuedHolder(path: string): HolderRecordLike | null {
   }
 }
 
-async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock | null> {
+async function acquire(path: string, p: ParsedLockOptions, trace?: LockTraceContext): Promise<FileLock | null> {
   if (p.signal?.aborted) throw abortError(path, p.signal.reason, 'before');
   const s = strategyFor(p.primitive, p.range, path);
   let r = begin(path, p, s);
   if (r instanceof FileLock) return r;
   if (p.timeout === 0) notWaiting(path, r);
+  if (trace) trace.waited = true;
   const deadline = p.timeout === Infinity ? Infinity : performance.now() + p.timeout;
   let identity: string;
   try {
@@ -457,6 +459,7 @@ async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock | n
       }
       if (ready !== null && o?.state === -1 && o.identity === identity) {
         noteHeld(identity, 1);
+        ready.startClock();
         r = ready;
       } else {
         r = resume(path, p, s, c, o);
@@ -478,7 +481,7 @@ async function acquire(path: string, p: ParsedLockOptions): Promise<FileLock | n
   }
 }
 
-function acquireSync(path: string, p: ParsedLockOptions, mayWait: boolean): FileLock | null {
+function acquireSync(path: string, p: ParsedLockOptions, mayWait: boolean, trace?: LockTraceContext): FileLock | null {
   const s = strategyFor(p.primitive, p.range, path);
   let r = begin(path, p, s);
   if (r instanceof FileLock) return r;
@@ -487,6 +490,7 @@ function acquireSync(path: string, p: ParsedLockOptions, mayWait: boolean): File
     return null;
   }
   if (p.timeout === 0) notWaiting(path, r);
+  if (trace) trace.waited = true;
   let c: Contended = r;
   const ctx = waitContext(path, p.timeout, undefined, () => c.h.fd);
   for (;;) {
@@ -543,6 +547,7 @@ export class FileLock {
   #recordEnabled: boolean;
   #recordArgv: string[] | undefined;
   #identity: string;
+  #since = performance.now();
 
   /** @internal */
   constructor(
@@ -596,6 +601,11 @@ export class FileLock {
     return this.#identity;
   }
 
+  /** @internal Held from now (a FileLock built before its wait is granted later). */
+  startClock(): void {
+    this.#since = performance.now();
+  }
+
   /** Marks this FileLock released; true the first time. */
   #close(): boolean {
     if (this.#released) return false;
@@ -616,6 +626,10 @@ export class FileLock {
       this.#releaseHandle();
     } finally {
       if (lines.size > 0) released(this.#identity, this.#strategy, this.range);
+      if (releaseChannel.hasSubscribers) {
+        const heldMs = performance.now() - this.#since;
+        releaseChannel.publish({ path: this.path, mode: this.#mode, primitive: this.primitive, heldMs });
+      }
     }
   }
 
@@ -740,17 +754,53 @@ export function lock(path: string, options?: LockOptions): Promise<FileLock> {
   // microtask turns later, in every hand-off. Errors still reject.
   try {
     checkPath(path);
-    return acquire(path, parseLockOptions(options)) as Promise<FileLock>; // null only for untilReleased
+    const p = parseLockOptions(options);
+    if (!tracingLocks()) return acquire(path, p) as Promise<FileLock>; // null only for untilReleased
+    const ctx: LockTraceContext = { path, mode: p.mode, primitive: p.primitive, waited: false };
+    return lockChannel.tracePromise(
+      () =>
+        (acquire(path, p, ctx) as Promise<FileLock>).then(
+          (l) => settleTrace(ctx, l) as FileLock,
+          (err: unknown) => {
+            ctx.outcome = outcomeOf(err);
+            throw err;
+          },
+        ),
+      ctx,
+    );
   } catch (err) {
     return Promise.reject(err as Error);
   }
+}
+
+function settleTrace(ctx: LockTraceContext, l: FileLock | null): FileLock | null {
+  ctx.outcome = l ? 'acquired' : 'busy';
+  if (l) {
+    ctx.primitive = l.primitive;
+    ctx.lock = l;
+  }
+  return l;
+}
+
+/** acquireSync, traced when someone listens (tryLock, lockSync). */
+function acquireSyncTraced(path: string, p: ParsedLockOptions, mayWait: boolean): FileLock | null {
+  if (!tracingLocks()) return acquireSync(path, p, mayWait);
+  const ctx: LockTraceContext = { path, mode: p.mode, primitive: p.primitive, waited: false };
+  return lockChannel.traceSync(() => {
+    try {
+      return settleTrace(ctx, acquireSync(path, p, mayWait, ctx));
+    } catch (err) {
+      ctx.outcome = outcomeOf(err);
+      throw err;
+    }
+  }, ctx);
 }
 
 /** One synchronous try; null when someone else holds the lock. Never waits. */
 export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 'signal'>): FileLock | null {
   checkPath(path);
   const p = parseLockOptions(options, TRY_LOCK_OPTIONS);
-  return acquireSync(path, p, false);
+  return acquireSyncTraced(path, p, false);
 }
 
 /**
@@ -761,7 +811,7 @@ export function tryLock(path: string, options?: Omit<LockOptions, 'timeout' | 's
 export function lockSync(path: string, options?: Omit<LockOptions, 'signal'>): FileLock {
   checkPath(path);
   const p = parseLockOptions(options, LOCK_SYNC_OPTIONS);
-  return acquireSync(path, p, true) as FileLock;
+  return acquireSyncTraced(path, p, true) as FileLock;
 }
 
 /**

@@ -36,6 +36,8 @@ function project(): string {
   const d = tempDir('fslock-readme-');
   mkdirSync(join(d, 'node_modules'));
   symlinkSync(ROOT, join(d, 'node_modules', 'fslock'), 'dir');
+  // what the examples import besides fslock (docs/api.md's OpenTelemetry exporter)
+  symlinkSync(join(ROOT, 'node_modules', '@opentelemetry'), join(d, 'node_modules', '@opentelemetry'), 'dir');
   return d;
 }
 

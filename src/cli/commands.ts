@@ -8,13 +8,14 @@ import { EXIT, UsageError } from './errors.js';
 import { escapeText } from '../errors.js';
 import { formatAge, formatBytes, paint, table, useColor, type Io } from './format.js';
 
-export const INSPECT_USAGE = `usage: fslock inspect [--json] <lockfile>
+export const INSPECT_USAGE = `usage: fslock inspect [--json] [--watch] <lockfile>
 
 Shows whether <lockfile> is held, in which mode, by whom (each live process
 holding it, on Linux; the record of an exclusive fslock holder where it can be
 checked), and each lock the kernel reports on it (Linux). A lock taken
 through fslock/proper-lockfile is found on its marker in <lockfile>.lock/.
-Never creates or locks the file.`;
+Never creates or locks the file. --watch redraws whenever any of it changes
+(four looks a second) until interrupted: leave it open while a build hangs.`;
 
 export const SESSIONS_USAGE = `usage: fslock sessions [--json] <crateDir>
 
@@ -33,6 +34,8 @@ named. --dry-run deletes nothing and lists what it would delete.
 Exit status 0, or 3 if some entries could not be removed.`;
 
 const JSON_HELP: OptionSpec = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } };
+const INSPECT_OPTIONS: OptionSpec = { ...JSON_HELP, watch: { type: 'boolean' } };
+const WATCH_MS = 250;
 
 function one(positionals: string[], what: string): string {
   if (positionals.length !== 1)
@@ -41,20 +44,32 @@ function one(positionals: string[], what: string): string {
 }
 
 export async function inspectCommand(argv: string[], io: Io): Promise<number> {
-  const { values, positionals } = parse(argv, JSON_HELP);
+  const { values, positionals } = parse(argv, INSPECT_OPTIONS);
   if (values.help) return (io.stdout.write(`${INSPECT_USAGE}\n`), EXIT.OK);
   const path = one(positionals, '<lockfile>');
-  const info = await inspect(path);
-  if (values.json) {
-    io.stdout.write(`${JSON.stringify(info, null, 2)}\n`);
+  const render = async () =>
+    values.json ? `${JSON.stringify(await inspect(path), null, 2)}\n` : describe(path, await inspect(path), io);
+  if (!values.watch) {
+    io.stdout.write(await render());
     return EXIT.OK;
   }
+  // Until interrupted: a terminal is redrawn in place; a pipe gets each new state once.
+  const tty = Boolean(io.stdout.isTTY);
+  let last = '';
+  for (;;) {
+    const now = await render();
+    if (now !== last) {
+      io.stdout.write(tty ? `\u001b[H\u001b[2J${now}` : `--- ${new Date().toISOString()}\n${now}`);
+      last = now;
+    }
+    await new Promise((r) => setTimeout(r, WATCH_MS));
+  }
+}
+
+function describe(path: string, info: Awaited<ReturnType<typeof inspect>>, io: Io): string {
   const color = useColor(io.stdout);
   const shown = escapeText(path);
-  if (!info.exists) {
-    io.stdout.write(`${shown}: no such file (not held)\n`);
-    return EXIT.OK;
-  }
+  if (!info.exists) return `${shown}: no such file (not held)\n`;
   const state = info.held ? paint(color, 'yellow', `held ${info.mode}`) : paint(color, 'green', 'free');
   const lines = [`${shown}: ${state}`];
   if (info.artefact) lines.push(`  through: fslock/proper-lockfile, on ${escapeText(info.artefact)}`);
@@ -79,13 +94,17 @@ export async function inspectCommand(argv: string[], io: Io): Promise<number> {
     const cmd = argv.length ? `: ${escapeText(argv.join(' '))}` : '';
     lines.push(`  held by: pid ${pid} (${hs.map((h) => `${h.kind} ${h.mode}`).join(', ')})${cmd}`);
   }
+  for (const w of info.queue) {
+    const cmd = w.argv.length ? `: ${escapeText(w.argv.join(' '))}` : '';
+    lines.push(`  waiting: pid ${w.pid} (${w.kind} ${w.mode})${cmd}`);
+  }
+  const unnamed = info.waiters - info.queue.length;
+  if (unnamed > 0) lines.push(`  waiting: ${unnamed}${info.queue.length ? ' more' : ''}`);
   for (const l of info.locks) {
     const range = l.start === 0 && l.end === null ? 'whole file' : `bytes ${l.start}..${l.end ?? 'EOF'}`;
     lines.push(`  kernel: ${l.kind} ${l.mode}, ${range}${l.pid === null ? '' : `, pid ${l.pid}`}`);
   }
-  if (info.waiters > 0) lines.push(`  waiting: ${info.waiters}`);
-  io.stdout.write(`${lines.join('\n')}\n`);
-  return EXIT.OK;
+  return `${lines.join('\n')}\n`;
 }
 
 async function treeSize(path: string): Promise<number> {

@@ -11,6 +11,7 @@ import { readProcLocksSync } from '../holder.js';
 import { errorCode as codeOf } from '../errors.js';
 import type { PrimitiveName } from '../primitives.js';
 import { fsops, removeDirAtomically, removeTrash, TRASH_NAME, unlinkLockFile } from './fsops.js';
+import { gcChannel } from '../trace.js';
 import { isLiveSession } from './live.js';
 import { isFinalized, LOCK_SUFFIX, parseLockFile, parseSessionDir, type ParsedName } from './naming.js';
 import { nowMicros, parseSessionOptions, type GcOptions } from './options.js';
@@ -96,6 +97,12 @@ export async function collectGarbage(crateDir: string, options?: GcOptions): Pro
   const o = parseSessionOptions(options, ['gcAge', 'now', 'dryRun', 'primitive']);
   const real = await canonicalCrateDir(crateDir);
   return collectIn(real, o.gcAge, nowMicros(o.now), o.dryRun, o.primitive);
+}
+
+/** Publishes a collection on `fslock:gc` (see trace.ts) when someone listens. */
+function traced(crateDir: string, dryRun: boolean, report: GcReport): GcReport {
+  if (gcChannel.hasSubscribers) gcChannel.publish({ crateDir, dryRun, report });
+  return report;
 }
 
 function emptyReport(): GcReport {
@@ -326,7 +333,7 @@ export async function collectIn(
         ? `${crateDir} holds no session lock file (s-*.lock), but ${report.crateDirs.length === 1 ? 'this subdirectory does' : 'these subdirectories do'}: ` +
           `${report.crateDirs.join(', ')}. Collect in each of those; nothing was changed here.`
         : `${crateDir} holds no session lock file (s-*.lock), so it is not a crate directory; nothing was changed.`;
-    return report;
+    return traced(crateDir, dryRun, report);
   }
   const j: Judge = { crateDir, cutoff: nowUs - BigInt(Math.floor(gcAge * 1000)), primitive };
   const dirPrefixes = new Set(found.dirs.map((d) => d.parsed.prefix));
@@ -346,7 +353,7 @@ export async function collectIn(
     const path = join(crateDir, name);
     await sweep({ kind: 'delete', path, remove: () => removeTrash(path) }, dryRun, report);
   }
-  return report;
+  return traced(crateDir, dryRun, report);
 }
 
 /** Orders session entries newest first (by timestamp, then name). */

@@ -82,6 +82,7 @@
  *   making are left alone; a directory without any session lock file is not
  *   a crate directory and nothing in it is touched.
  */
+import { sessionFinalizeChannel, sessionOpenChannel } from '../trace.js';
 import { dirname, join } from 'path';
 import { errorCode, FslockError, invalidArgValue, notSupportedError } from '../errors.js';
 import { lock as waitForLock, tryLock, type FileLock } from '../lock.js';
@@ -234,6 +235,9 @@ export class Session {
     this.#state = 'finalized';
     this.#busy = false;
     this.#close();
+    if (sessionFinalizeChannel.hasSubscribers) {
+      sessionFinalizeChannel.publish({ crateDir: this.crateDir, path: finalPath, tag });
+    }
     try {
       const o = this.#options;
       this.gcReport = await collectIn(this.crateDir, o.gcAge, nowMicros(o.now), false, o.primitive);
@@ -508,5 +512,9 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
       },
     );
   }
-  return new Session(real, prefix, lock, source, stats, o);
+  const session = new Session(real, prefix, lock, source, stats, o);
+  if (sessionOpenChannel.hasSubscribers) {
+    sessionOpenChannel.publish({ crateDir: real, path: session.path, source, stats: { ...stats } });
+  }
+  return session;
 }
