@@ -134,6 +134,17 @@ export function deadlockError(path: string): FslockError {
 }
 
 /** EBADF: an exclusive lock on a file that could only be opened read-only (`what` locks it). */
+/** EDEADLK: a wait that closed a cycle of waits between processes (see deadlock.ts). */
+export function deadlockCycleError(path: string, cycle: string): FslockError {
+  return new FslockError(
+    'EDEADLK',
+    `EDEADLK: waiting for the lock on '${escapeText(path)}' would never end: ${escapeText(cycle)}. ` +
+      'This wait was chosen to break the cycle; release what this process holds and retry, ' +
+      'or take locks in one global order (pass deadlock: false to wait regardless).',
+    { path },
+  );
+}
+
 export function readOnlyError(path: string, what: string): FslockError {
   return new FslockError(
     'EBADF',

@@ -237,6 +237,7 @@ function waitContext(
   signal: AbortSignal | undefined,
   fd: () => number,
   deadline?: number,
+  deadlock?: string,
 ): WaitContext {
   return {
     path,
@@ -247,6 +248,7 @@ function waitContext(
       const f = fd();
       return f >= 0 ? holderOf(f, path) : null;
     },
+    deadlock,
   };
 }
 
@@ -436,7 +438,7 @@ async function acquire(path: string, p: ParsedLockOptions, trace?: LockTraceCont
     lines.set(key, (line = { key, active: true, tickets: [] }));
   }
   let c: Contended = r;
-  const ctx = waitContext(path, p.timeout, p.signal, () => c.h.fd, deadline);
+  const ctx = waitContext(path, p.timeout, p.signal, () => c.h.fd, deadline, p.deadlock ? identity : undefined);
   try {
     for (;;) {
       let o: WaitOutcome | undefined;
@@ -492,7 +494,16 @@ function acquireSync(path: string, p: ParsedLockOptions, mayWait: boolean, trace
   if (p.timeout === 0) notWaiting(path, r);
   if (trace) trace.waited = true;
   let c: Contended = r;
-  const ctx = waitContext(path, p.timeout, undefined, () => c.h.fd);
+  let identity: string | undefined;
+  if (p.deadlock) {
+    try {
+      identity = binding.identity(c.h.fd);
+    } catch (err) {
+      undo(c);
+      throw err;
+    }
+  }
+  const ctx = waitContext(path, p.timeout, undefined, () => c.h.fd, undefined, identity);
   for (;;) {
     if (heldByThisThread(c.h.fd)) {
       undo(c);

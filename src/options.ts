@@ -56,6 +56,12 @@ export interface LockOptions {
    * closes at once. Not on Windows. `closeIdleDescriptors()` closes all kept ones.
    */
   keepOpen?: boolean;
+  /**
+   * While waiting, look for a cycle of waits through this process (Linux:
+   * the kernel's lock table, a few looks a second; nothing while not
+   * waiting): a wait that would never end fails with EDEADLK. Default true.
+   */
+  deadlock?: boolean;
 }
 
 /** Documented defaults. */
@@ -68,6 +74,7 @@ export const DEFAULT_LOCK_OPTIONS = Object.freeze({
   record: false,
   allowUnsafeSymlink: false,
   keepOpen: false,
+  deadlock: true,
 });
 
 export interface ParsedLockOptions {
@@ -83,6 +90,7 @@ export interface ParsedLockOptions {
   recordArgv: string[] | undefined;
   allowUnsafeSymlink: boolean;
   keepOpen: boolean;
+  deadlock: boolean;
   /** @internal the file must be created by this call (O_EXCL) */
   createNew?: boolean;
   /**
@@ -104,6 +112,7 @@ export const LOCK_OPTION_NAMES: ReadonlySet<string> = new Set([
   'record',
   'allowUnsafeSymlink',
   'keepOpen',
+  'deadlock',
 ]);
 
 export function checkPath(path: unknown, name = 'path'): string {
@@ -284,6 +293,7 @@ function parseLockOptionsSlow(o: Record<string, unknown>): ParsedLockOptions {
   return {
     allowUnsafeSymlink,
     keepOpen: parseBool(o.keepOpen, 'options.keepOpen', DEFAULT_LOCK_OPTIONS.keepOpen),
+    deadlock: parseBool(o.deadlock, 'options.deadlock', DEFAULT_LOCK_OPTIONS.deadlock),
     mode,
     timeout,
     signal,

@@ -6,9 +6,10 @@
  * repeated with capped exponential backoff.
  */
 import { performance } from 'perf_hooks';
-import { binding, CancelOutcome } from './binding.js';
+import { binding, C, CancelOutcome } from './binding.js';
 import { abortError, timeoutError, type HolderRecordLike } from './errors.js';
 import { pollDelays } from './retry.js';
+import { checkSyncWait, CHECK_MS, watchWait } from './deadlock.js';
 
 export interface KernelWait {
   primitive: number;
@@ -40,6 +41,8 @@ export interface WaitContext {
   signal: AbortSignal | undefined;
   /** Who holds it, for timeout messages. */
   holder: () => HolderRecordLike | null;
+  /** Look for a cycle of waits while waiting (deadlock.ts): the identity of the file waited for. */
+  deadlock?: string;
 }
 
 /**
@@ -86,9 +89,11 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<WaitOutco
     if (ctx.signal?.aborted) return reject(failure(ctx, 'abort'));
     let settled = false;
     let timer: NodeJS.Timeout | undefined;
+    let unwatch: (() => void) | undefined;
     const cleanup = () => {
       settled = true;
       if (timer) clearTimeout(timer);
+      unwatch?.();
       ctx.signal?.removeEventListener('abort', onAbort);
     };
     const done = (err: Error | null, state?: number, identity?: string) => {
@@ -110,16 +115,17 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<WaitOutco
           ...req.then.steps,
         )
       : binding.waitStart(req.primitive, req.fd, req.type, req.start, req.len, done);
-    const cancel = (why: 'timeout' | 'abort') => {
+    const cancel = (why: 'timeout' | 'abort' | Error) => {
       if (settled) return;
       const outcome = binding.waitCancel(handle, CANCEL_BUDGET_MS);
       cleanup();
-      const err = failure(ctx, why);
+      const err = (why instanceof Error ? why : failure(ctx, why)) as WaitFailure;
       if (outcome === CancelOutcome.Stuck) err.stuck = true;
       reject(err);
     };
     const onAbort = () => cancel('abort');
     ctx.signal?.addEventListener('abort', onAbort, { once: true });
+    if (ctx.deadlock !== undefined) unwatch = watchWait(ctx.deadlock, ctx.path, cancel);
     // Timers fire at once beyond 2^31-1 ms: arm in steps until the deadline.
     const arm = () => {
       const ms = remaining(ctx.deadline);
@@ -172,8 +178,18 @@ export function pollWaitSync(attempt: () => boolean, ctx: WaitContext): void {
 
 /** Synchronous kernel wait: blocks this thread, bounded by the deadline. */
 export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
+  // Looking for cycles (Linux): wait in slices, with a look between them.
+  const watch =
+    ctx.deadlock !== undefined && process.platform === 'linux'
+      ? { since: null, misses: 0, looks: 0, deep: false }
+      : null;
   for (;;) {
-    const ms = remaining(ctx.deadline);
+    if (watch) {
+      const err = checkSyncWait(ctx.deadlock!, ctx.path, watch, req.primitive === C.FLOCK, req.type === C.EXCLUSIVE);
+      if (err) throw err;
+    }
+    let ms = remaining(ctx.deadline);
+    if (watch) ms = Math.min(ms, CHECK_MS);
     if (ms === Infinity) {
       binding.lock(req.primitive, req.fd, req.type, req.start, req.len, true);
       return;
@@ -190,9 +206,12 @@ export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
       CANCEL_BUDGET_MS,
     );
     if (r === 1) return;
-    if (r === 0 && remaining(ctx.deadline) > 0) continue;
-    const err = failure(ctx, 'timeout');
-    if (r === 2) err.stuck = true;
-    throw err;
+    if (r === 2) {
+      const err = failure(ctx, 'timeout');
+      err.stuck = true;
+      throw err;
+    }
+    if (remaining(ctx.deadline) > 0) continue;
+    throw failure(ctx, 'timeout');
   }
 }
