@@ -4,6 +4,7 @@ import { join, basename } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { homedir } from 'node:os';
 import {
+  openLatest,
   openSession,
   collectGarbage,
   listSessions,
@@ -451,3 +452,57 @@ function markCrate(crate: string): string {
   writeFileSync(join(crate, name), '');
   return name;
 }
+
+describe('openLatest: readers of a session cache', () => {
+  it('resolves null without sessions, then the newest finalized session, held shared until released', async () => {
+    const crate = join(tempDir(), 'crate');
+    expect(await openLatest(crate)).toBeNull(); // no such directory
+    const s = await openSession(crate);
+    expect(await openLatest(crate)).toBeNull(); // only a working session
+    await s.finalize('v1');
+    const s2 = await openSession(crate);
+    await s2.finalize('v2');
+    const l = await openLatest(crate);
+    expect(l?.tag).toBe('v2');
+    expect(l?.path).toBe(s2.path);
+    // held for reading: a collector (even with gcAge 0) does not delete it once a newer one exists
+    const s3 = await openSession(crate);
+    await s3.finalize('v3');
+    expect(existsSync(l!.path)).toBe(true);
+    expect(s3.gcReport.inUse).toContain(l!.path);
+    l!.release();
+    expect(l!.released).toBe(true);
+    const r = await collectGarbage(crate, { gcAge: 0 });
+    expect(r.deleted).toContain(l!.path);
+    {
+      await using latest = await openLatest(crate);
+      expect(latest?.tag).toBe('v3');
+    }
+  });
+
+  it('beside a writer finalizing and collecting as fast as it can, every version read stays whole while held', async () => {
+    const crate = join(tempDir(), 'crate');
+    const writer = startNode('latest-writer.cjs', [crate]);
+    await writer.waitFor('writing');
+    let reads = 0;
+    try {
+      for (let i = 0; i < 150; i++) {
+        const l = await openLatest(crate);
+        if (!l) continue;
+        try {
+          const first = readFileSync(join(l.path, 'data.txt'), 'utf8');
+          await new Promise((r) => setImmediate(r)); // the writer finalizes and collects meanwhile
+          expect(readFileSync(join(l.path, 'data.txt'), 'utf8')).toBe(first);
+          expect(`version ${l.tag.slice(1)}\n`).toBe(first);
+          reads++;
+        } finally {
+          l.release();
+        }
+      }
+    } finally {
+      writer.child.stdin!.end();
+      await writer.waitFor('stopped');
+    }
+    expect(reads).toBeGreaterThan(100);
+  }, 60_000);
+});

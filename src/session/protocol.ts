@@ -86,7 +86,7 @@ import { sessionFinalizeChannel, sessionOpenChannel } from '../trace.js';
 import { dirname, join } from 'path';
 import { errorCode, FslockError, invalidArgValue, notSupportedError } from '../errors.js';
 import { lock as waitForLock, tryLock, type FileLock } from '../lock.js';
-import { checkPath } from '../options.js';
+import { checkOptionsObject, checkPath, parseSignal, parseTimeout } from '../options.js';
 import { retryTransient } from '../retry.js';
 import { describeFs } from '../fstype.js';
 import { canonicalCrateDir, collectIn, newestFirst, type Entry, type GcReport } from './gc.js';
@@ -411,6 +411,101 @@ async function seed(
     }
   }
   return null;
+}
+
+/** The newest finalized session of a crate directory, held for reading (see openLatest). */
+export interface LatestSession {
+  /** Its directory. */
+  readonly path: string;
+  /** Its tag (the part after the last '-'). */
+  readonly tag: string;
+  readonly released: boolean;
+  /** Lets go of the shared lock: from then on the collector may delete it (once a newer one exists). */
+  release(): void;
+  [Symbol.dispose](): void;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface OpenLatestOptions {
+  /** Milliseconds to wait for the newest session's finalizer to let go (ETIMEDOUT); default forever. */
+  timeout?: number;
+  signal?: AbortSignal;
+  primitive?: 'auto' | PrimitiveName;
+}
+
+const OPEN_LATEST_OPTIONS = new Set(['timeout', 'signal', 'primitive']);
+
+/**
+ * The newest finalized session of `crateDir`, held for reading: a shared
+ * lock on its lock file, which the collector never deletes a session under
+ * (it deletes a finalized session only while holding its lock exclusively).
+ * Null when there is none (or no such directory). A reader that finds the
+ * newest session being finalized waits for its finalizer to let go (bounded
+ * by `timeout`); one whose session is collected between listing and locking
+ * lists again.
+ *
+ * Concurrent writers are not merged: the newest finalized session wins, as
+ * in the compiler's protocol (docs/sessions.md).
+ */
+export async function openLatest(crateDir: string, options?: OpenLatestOptions): Promise<LatestSession | null> {
+  checkPath(crateDir, 'crateDir');
+  const o = checkOptionsObject(options, OPEN_LATEST_OPTIONS);
+  const timeout = parseTimeout(o.timeout);
+  const signal = parseSignal(o.signal);
+  const { primitive } = parseSessionOptions(o.primitive === undefined ? {} : { primitive: o.primitive }, ['primitive']);
+  const deadline = timeout === Infinity ? Infinity : Date.now() + timeout;
+  let real: string;
+  try {
+    real = await canonicalCrateDir(crateDir);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return null;
+    throw err;
+  }
+  for (;;) {
+    const newest = (await finalizedNewestFirst(real))[0];
+    if (newest === undefined) return null;
+    const parsed = parseSessionDir(newest)!;
+    const lockPath = join(real, parsed.prefix + LOCK_SUFFIX);
+    let held: FileLock;
+    try {
+      const left = deadline === Infinity ? Infinity : Math.max(0, deadline - Date.now());
+      held = await waitForLock(lockPath, {
+        mode: 'shared',
+        create: false,
+        primitive,
+        keepOpen: false,
+        ...(left === Infinity ? {} : { timeout: left }),
+        ...(signal ? { signal } : {}),
+      });
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') continue; // collected meanwhile: list again
+      throw err;
+    }
+    // Held: the collector cannot delete it now. Is it still there, and still the newest?
+    const dir = join(real, newest);
+    const there = await fsops.lstat(dir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
+    if (there && (await finalizedNewestFirst(real))[0] === newest) {
+      return latestHandle(dir, parsed.tag, held);
+    }
+    held.release();
+  }
+}
+
+function latestHandle(path: string, tag: string, held: FileLock): LatestSession {
+  const release = () => held.release();
+  return {
+    path,
+    tag,
+    get released() {
+      return held.released;
+    },
+    release,
+    [Symbol.dispose]: release,
+    [Symbol.asyncDispose]: async () => release(),
+  };
 }
 
 /**
