@@ -1,5 +1,5 @@
 // Node-API functions on files: open, close, identity, filesystem type,
-// reads and writes at an offset, the no-replace rename and the naming of
+// reads and writes at an offset, tree removal, the no-replace rename and the naming of
 // anonymous files.
 #include "errors.h"
 #include "instance.h"
@@ -61,12 +61,6 @@ Napi::Value FsInfo(const Napi::CallbackInfo& info) {
   o.Set("type", Napi::Number::New(info.Env(), static_cast<double>(fs.type)));
   o.Set("name", Napi::String::New(info.Env(), fs.name));
   return o;
-}
-
-Napi::Value Truncate(const Napi::CallbackInfo& info) {
-  int r = p::Truncate(IntArg(info, 0, "fd"), IntArg(info, 1, "size"));
-  if (r != 0) throw MakeSystemError(info.Env(), r, "ftruncate");
-  return info.Env().Undefined();
 }
 
 Napi::Buffer<uint8_t> BufferArg(const Napi::CallbackInfo& info, size_t i) {
@@ -153,7 +147,6 @@ void InitFiles(Napi::Env env, Napi::Object exports) {
   exports.Set("identity", Napi::Function::New(env, Identity, "identity"));
   exports.Set("pathIdentity", Napi::Function::New(env, PathIdentity, "pathIdentity"));
   exports.Set("fsInfo", Napi::Function::New(env, FsInfo, "fsInfo"));
-  exports.Set("truncate", Napi::Function::New(env, Truncate, "truncate"));
   exports.Set("writeAt", Napi::Function::New(env, WriteAt, "writeAt"));
   exports.Set("readAt", Napi::Function::New(env, ReadAt, "readAt"));
   exports.Set("renameNoReplace", Napi::Function::New(env, RenameNoReplace, "renameNoReplace"));

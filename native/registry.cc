@@ -49,20 +49,12 @@ Napi::Value RegistryUnlock(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value RegistryHolders(const Napi::CallbackInfo& info) {
-  int count = 0;
-  int r = p::RegistryHolders(IntArg(info, 0, "fd"), &count);
-  if (r != 0) throw MakeSystemError(info.Env(), r, "fstat");
-  return Napi::Number::New(info.Env(), count);
-}
-
 }  // namespace
 
 void InitRegistry(Napi::Env env, Napi::Object exports) {
   exports.Set("registryLock", Napi::Function::New(env, RegistryLock, "registryLock"));
   exports.Set("registryChange", Napi::Function::New(env, RegistryChange, "registryChange"));
   exports.Set("registryUnlock", Napi::Function::New(env, RegistryUnlock, "registryUnlock"));
-  exports.Set("registryHolders", Napi::Function::New(env, RegistryHolders, "registryHolders"));
 }
 
 }  // namespace fslock

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // npm run build:win — cross-compiles the addon for win32-x64 with MinGW-w64
-// from the same native sources (native/platform/win32.cc instead of posix.cc).
+// from the same native sources (native/platform/win32.cc instead of the posix_*.cc files).
 //
 // Needs Debian's g++-mingw-w64-x86-64-posix and binutils-mingw-w64-x86-64
 // (.ci/run installs them). The posix-threads compiler is used by name: the

@@ -60,7 +60,6 @@ export interface Binding {
   /** "dev:ino" of the file at path, or null when there is none. */
   pathIdentity(path: string): string | null;
   fsInfo(fd: number): { type: number; name: string };
-  truncate(fd: number, size: number): void;
   writeAt(fd: number, data: Buffer, offset: number): number;
   readAt(fd: number, data: Buffer, offset: number): number;
   /** rename that fails with EEXIST instead of replacing; ENOSYS where it cannot. */
@@ -144,7 +143,6 @@ export interface Binding {
   registryLock(fd: number, type: number, start: number, len: number): number | null;
   registryChange(holder: number, type: number): boolean;
   registryUnlock(holder: number): void;
-  registryHolders(fd: number): number;
   /** Process-wide (all worker threads) set of marks. */
   mark(key: string, add: boolean): void;
   isMarked(key: string): boolean;

@@ -13,9 +13,12 @@
  * 1. a fresh temporary file is created with O_CREAT|O_EXCL|O_NOFOLLOW (so it
  *    is new, ours, and never reached through a symlink), the record is
  *    written into it and it is closed;
- * 2. it is renamed over the sidecar name, but only when that name is free or
- *    holds a regular file that parses as a record (a stale one of a holder
- *    that died); a user's file of that name is never replaced;
+ * 2. it is renamed to the sidecar name, only when that name is free (a rename
+ *    that never replaces: a file that appears there meanwhile stays) or holds
+ *    a regular file that parses as a record (a stale one of a holder that
+ *    died), which is replaced; a user's file found there is never replaced
+ *    (a racer who may rename files in the directory can still swap one in
+ *    between that check and the rename: docs/security.md);
  * 3. on release the sidecar is unlinked if the name still holds the file
  *    this holder renamed there (same device and inode).
  *
@@ -204,7 +207,8 @@ export function writeRecord(lockPath: string, fileIdentity: string, argv: string
   }
   const identity = lstatIdentity(tmp);
   try {
-    renameSync(tmp, target);
+    if (st === null) renameFresh(tmp, target);
+    else renameSync(tmp, target);
   } catch {
     unlinkQuietly(tmp);
     return null;
@@ -247,6 +251,16 @@ export function descriptorHoldsOwnRecord(fd: number, identity = binding.identity
 /** Removes a record this process wrote, if the name still holds it. */
 export function removeRecord(rec: WrittenRecord): void {
   if (lstatIdentity(rec.path) === rec.identity) unlinkQuietly(rec.path);
+}
+
+/** Renames to a free name without replacing what may appear there meanwhile (EEXIST), where the OS can. */
+function renameFresh(from: string, to: string): void {
+  try {
+    binding.renameNoReplace(from, to);
+  } catch (err) {
+    if (errorCode(err) !== 'ENOSYS') throw err;
+    renameSync(from, to);
+  }
 }
 
 function unlinkQuietly(path: string): void {

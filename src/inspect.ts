@@ -12,9 +12,9 @@ import { lstatSync, promises as fsp } from 'fs';
 import { join } from 'path';
 import { errorCode } from './errors.js';
 import { isSymlink, openLockFile } from './open.js';
-import { binding, C } from './binding.js';
+import { binding } from './binding.js';
 import { checkPath, type LockMode } from './options.js';
-import { WINDOWS_LOCK_OFFSET } from './strategy.js';
+import { probeHeldMode } from './strategy.js';
 import {
   currentHolder,
   liveHolders,
@@ -100,48 +100,6 @@ function strongest(locks: KernelLock[]): LockMode | null {
   return locks.length > 0 ? 'shared' : null;
 }
 
-/** Lock attempts on a fresh descriptor, released at once. */
-function probeMode(fd: number): LockMode | null {
-  if (process.platform === 'win32') {
-    // An exclusive try first: a shared one would coexist with shared holders
-    // and report them as nothing.
-    const s = WINDOWS_LOCK_OFFSET;
-    if (binding.lock(C.WINDOWS, fd, C.EXCLUSIVE, s, 1, false)) {
-      binding.lock(C.WINDOWS, fd, C.UNLOCK, s, 1, false);
-      return null;
-    }
-    if (binding.lock(C.WINDOWS, fd, C.SHARED, s, 1, false)) {
-      binding.lock(C.WINDOWS, fd, C.UNLOCK, s, 1, false);
-      return 'shared';
-    }
-    return 'exclusive';
-  }
-  let mode: LockMode | null = null;
-  for (const prim of [C.OFD, C.POSIX]) {
-    try {
-      const q = binding.query(prim, fd, C.EXCLUSIVE, 0, 0);
-      if (q.type === C.EXCLUSIVE) return 'exclusive';
-      if (q.type === C.SHARED) mode = 'shared';
-      break; // OFD and POSIX locks see each other: one query answers both
-    } catch {
-      // primitive unavailable here; try the next
-    }
-  }
-  try {
-    if (binding.lock(C.FLOCK, fd, C.EXCLUSIVE, 0, 0, false)) {
-      binding.lock(C.FLOCK, fd, C.UNLOCK, 0, 0, false);
-    } else if (binding.lock(C.FLOCK, fd, C.SHARED, 0, 0, false)) {
-      binding.lock(C.FLOCK, fd, C.UNLOCK, 0, 0, false);
-      mode ??= 'shared';
-    } else {
-      return 'exclusive';
-    }
-  } catch {
-    // no flock here
-  }
-  return mode;
-}
-
 /** @internal inspect with an already read /proc/locks (null: probe instead). */
 export function inspectWith(path: string, procLocks: string | null): LockInfo {
   // A lock taken through fslock/proper-lockfile is held on a marker inside
@@ -192,7 +150,7 @@ function inspectPath(path: string, procLocks: string | null): LockInfo {
       mode = strongest(locks);
       if (locks.length > 0) holders = liveHolders(identity);
     } else {
-      mode = probeMode(fd);
+      mode = probeHeldMode(fd);
     }
     const found = mode === 'exclusive' ? currentHolder(fd, path, procLocks) : null;
     const { source: holderSource = null, remote = false, ...holder } = found ?? {};

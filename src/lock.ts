@@ -98,13 +98,18 @@ interface Opened {
   s: LockStrategy;
 }
 
+/** An open lock file that holds nothing yet. */
+function handle(fd: number, writable: boolean): LockHandle {
+  return { fd, writable, registryId: null };
+}
+
 function openHandle(path: string, p: ParsedLockOptions, s: LockStrategy): Opened {
   if (p.createNew) {
     const fd = binding.open(path, C.OPEN_WRITE | C.OPEN_CREATE | C.OPEN_EXCLUSIVE | C.OPEN_NOFOLLOW);
-    return { h: { fd, writable: true, registryId: null }, s };
+    return { h: handle(fd, true), s };
   }
   try {
-    return { h: { fd: openLockFile(path, true, p.create, p.allowUnsafeSymlink), writable: true, registryId: null }, s };
+    return { h: handle(openLockFile(path, true, p.create, p.allowUnsafeSymlink), true), s };
   } catch (err) {
     const code = errorCode(err);
     // Not writable (or a directory): open it read-only. A shared lock needs
@@ -113,7 +118,7 @@ function openHandle(path: string, p: ParsedLockOptions, s: LockStrategy): Opened
     const fd = openLockFile(path, false, p.create, p.allowUnsafeSymlink);
     try {
       const ro = p.mode === 'exclusive' ? readOnlyExclusive(s, p.primitive, path, p.range) : s;
-      return { h: { fd, writable: false, registryId: null }, s: ro };
+      return { h: handle(fd, false), s: ro };
     } catch (e) {
       binding.close(fd);
       throw e;
@@ -185,7 +190,7 @@ function begin(path: string, p: ParsedLockOptions, s: LockStrategy): FileLock | 
       if (!SLOW_PATH_CODES.has(errorCode(err) ?? '')) throw err;
     }
     if (r) {
-      const o: Opened = { h: { fd: r.fd, writable: true, registryId: null }, s };
+      const o: Opened = { h: handle(r.fd, true), s };
       if (r.contended >= 0) return { ...o, step: r.contended, identity: r.identity };
       try {
         return finishLock(path, p, o, r.identity);
@@ -850,7 +855,7 @@ export function tryLockNew(path: string): FileLock | null {
 export function lockCreatedFile(path: string, fd: number, anonymous = false): FileLock | null {
   binding.adopt(fd);
   const p = parseLockOptions({ keepOpen: false });
-  const o: Opened = { h: { fd, writable: true, registryId: null }, s: strategyFor(p.primitive, undefined, path) };
+  const o: Opened = { h: handle(fd, true), s: strategyFor(p.primitive, undefined, path) };
   let r: FileLock | Contended | null;
   try {
     r = advance(path, p, o, 0, !anonymous);

@@ -2,8 +2,10 @@
  * How each primitive locks: the one place where a primitive's behaviour is
  * decided. A `LockStrategy` knows the system calls that take, wait for,
  * convert and release its lock on an open lock file (a `LockHandle`), built
- * from the platform facts in primitives.ts. FileLock and the acquisition loop
- * in lock.ts call it and never branch on the primitive.
+ * from the platform facts in primitives.ts, and how a holder is detected where
+ * there is no lock table to read (probeHeldMode, for inspect). FileLock, the
+ * acquisition loop in lock.ts and inspect.ts call it and never branch on the
+ * primitive.
  *
  * | strategy | steps | waits | shared↔exclusive |
  * |---|---|---|---|
@@ -398,6 +400,52 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
         plan,
       );
   }
+}
+
+/**
+ * Where there is no kernel lock table to read (inspect() off Linux): which
+ * mode someone holds the file `fd` is open on, found by non-blocking tries of
+ * each primitive on this fresh descriptor, released at once; null when free.
+ */
+export function probeHeldMode(fd: number): LockMode | null {
+  if (process.platform === 'win32') {
+    // An exclusive try first: a shared one would coexist with shared holders
+    // and report them as nothing.
+    const s = WINDOWS_LOCK_OFFSET;
+    if (binding.lock(C.WINDOWS, fd, C.EXCLUSIVE, s, 1, false)) {
+      binding.lock(C.WINDOWS, fd, C.UNLOCK, s, 1, false);
+      return null;
+    }
+    if (binding.lock(C.WINDOWS, fd, C.SHARED, s, 1, false)) {
+      binding.lock(C.WINDOWS, fd, C.UNLOCK, s, 1, false);
+      return 'shared';
+    }
+    return 'exclusive';
+  }
+  let mode: LockMode | null = null;
+  for (const prim of [C.OFD, C.POSIX]) {
+    try {
+      const q = binding.query(prim, fd, C.EXCLUSIVE, 0, 0);
+      if (q.type === C.EXCLUSIVE) return 'exclusive';
+      if (q.type === C.SHARED) mode = 'shared';
+      break; // OFD and POSIX locks see each other: one query answers both
+    } catch {
+      // primitive unavailable here; try the next
+    }
+  }
+  try {
+    if (binding.lock(C.FLOCK, fd, C.EXCLUSIVE, 0, 0, false)) {
+      binding.lock(C.FLOCK, fd, C.UNLOCK, 0, 0, false);
+    } else if (binding.lock(C.FLOCK, fd, C.SHARED, 0, 0, false)) {
+      binding.lock(C.FLOCK, fd, C.UNLOCK, 0, 0, false);
+      mode ??= 'shared';
+    } else {
+      return 'exclusive';
+    }
+  } catch {
+    // no flock here
+  }
+  return mode;
 }
 
 /**

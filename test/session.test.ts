@@ -469,7 +469,7 @@ describe('openLatest: readers of a session cache', () => {
     const s3 = await openSession(crate);
     await s3.finalize('v3');
     expect(existsSync(l!.path)).toBe(true);
-    expect(s3.gcReport.inUse).toContain(l!.path);
+    expect(s3.gcReport?.inUse).toContain(l!.path);
     l!.release();
     expect(l!.released).toBe(true);
     const r = await collectGarbage(crate, { gcAge: 0 });

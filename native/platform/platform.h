@@ -87,7 +87,6 @@ int Close(handle_t h);
 int GetIdentity(handle_t h, Identity* out);
 int StatPathIdentity(const char* path, Identity* out);
 int GetFsInfo(handle_t h, FsInfo* out);
-int Truncate(handle_t h, int64_t size);                                                  // retries EINTR
 int WriteAt(handle_t h, const void* data, size_t len, int64_t offset, size_t* written);  // retries EINTR
 int ReadAt(handle_t h, void* data, size_t len, int64_t offset, size_t* got);             // retries EINTR
 // rename(from, to) that fails with EEXIST instead of replacing `to`
@@ -161,8 +160,6 @@ int RegistryChange(uint64_t holder_id, int new_type);
 int RegistryUnlock(uint64_t holder_id);
 // Close a descriptor that may refer to a registry inode.
 int RegistryClose(handle_t h);
-// How many holders the registry has for the inode of `h` (for tests/probes).
-int RegistryHolders(handle_t h, int* count);
 
 }  // namespace platform
 }  // namespace fslock

@@ -175,14 +175,6 @@ int GetFsInfo(handle_t h, FsInfo* out) {
   return 0;
 }
 
-int Truncate(handle_t h, int64_t size) {
-  int r;
-  do {
-    r = ftruncate(static_cast<int>(h), static_cast<off_t>(size));
-  } while (r != 0 && errno == EINTR);
-  return r == 0 ? 0 : Errno();
-}
-
 int WriteAt(handle_t h, const void* data, size_t len, int64_t offset, size_t* written) {
   ssize_t n;
   do {

@@ -164,15 +164,5 @@ int RegistryClose(handle_t h) {
   return Close(h);
 }
 
-int RegistryHolders(handle_t h, int* count) {
-  Key key;
-  int r = KeyOf(static_cast<int>(h), &key);
-  if (r != 0) return r;
-  std::lock_guard<std::mutex> lk(g_registry_mu);
-  auto it = g_inodes.find(key);
-  *count = it == g_inodes.end() ? 0 : static_cast<int>(it->second.holders.size());
-  return 0;
-}
-
 }  // namespace platform
 }  // namespace fslock

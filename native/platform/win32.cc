@@ -146,12 +146,6 @@ int GetFsInfo(handle_t h, FsInfo* out) {
   return 0;
 }
 
-int Truncate(handle_t h, int64_t size) {
-  FILE_END_OF_FILE_INFO info;
-  info.EndOfFile.QuadPart = size;
-  return SetFileInformationByHandle(H(h), FileEndOfFileInfo, &info, sizeof info) ? 0 : LastError();
-}
-
 int WriteAt(handle_t h, const void* data, size_t len, int64_t offset, size_t* written) {
   OVERLAPPED ov;
   ZeroMemory(&ov, sizeof ov);
@@ -206,10 +200,5 @@ int RegistryLock(handle_t, int, int64_t, int64_t, uint64_t*) { return ERROR_NOT_
 int RegistryChange(uint64_t, int) { return ERROR_NOT_SUPPORTED; }
 int RegistryUnlock(uint64_t) { return ERROR_NOT_SUPPORTED; }
 int RegistryClose(handle_t h) { return Close(h); }
-int RegistryHolders(handle_t, int* count) {
-  *count = 0;
-  return 0;
-}
-
 }  // namespace platform
 }  // namespace fslock
