@@ -1,0 +1,60 @@
+/**
+ * What this thread holds (identity -> count), so that a wait on one of those
+ * files can say "held by this process" and a synchronous wait that could
+ * never end fails at once (EDEADLK); and the context every wait is given.
+ */
+import { performance } from 'perf_hooks';
+import { binding } from '../binding.js';
+import type { HolderRecordLike } from '../errors.js';
+import { currentHolder } from '../holder.js';
+import type { WaitContext } from '../wait.js';
+
+/**
+ * Files this thread holds locks on (identity -> count), so that a wait on
+ * one of them can say "held by this process" and a synchronous wait that
+ * could never end fails at once (EDEADLK) instead of hanging.
+ */
+const heldHere = new Map<string, number>();
+
+export function noteHeld(identity: string, delta: 1 | -1): void {
+  const n = (heldHere.get(identity) ?? 0) + delta;
+  if (n > 0) heldHere.set(identity, n);
+  else heldHere.delete(identity);
+}
+
+export function heldByThisThread(fd: number): boolean {
+  if (heldHere.size === 0) return false;
+  try {
+    return heldHere.has(binding.identity(fd));
+  } catch {
+    return false;
+  }
+}
+
+/** Who holds the lock that the open file `fd` (of `path`) is contending for. */
+export function holderOf(fd: number, path: string): HolderRecordLike | null {
+  if (heldByThisThread(fd)) return { pid: process.pid, self: true };
+  return currentHolder(fd, path, undefined, true);
+}
+
+/** The context of a wait on `path`: its deadline, signal, who holds it, and (`deadlock`) the file to watch for cycles. */
+export function waitContext(
+  path: string,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  fd: () => number,
+  deadline?: number,
+  deadlock?: string,
+): WaitContext {
+  return {
+    path,
+    deadline: deadline ?? (timeout === Infinity ? Infinity : performance.now() + timeout),
+    timeout,
+    signal,
+    holder: () => {
+      const f = fd();
+      return f >= 0 ? holderOf(f, path) : null;
+    },
+    deadlock,
+  };
+}
