@@ -22,6 +22,7 @@
  * fails, so the next one down does after one more step.
  */
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'fs';
+import { descriptorLocks } from './holder.js';
 import { performance } from 'perf_hooks';
 import { deadlockCycleError } from './errors.js';
 
@@ -39,34 +40,11 @@ const DEEP_EVERY = 3;
  */
 function fdinfoLocks(): string {
   const out: string[] = [];
-  let pids: string[];
-  try {
-    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
-  } catch {
-    return '';
-  }
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fdinfo`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      let text: string;
-      try {
-        text = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-      } catch {
-        continue;
-      }
-      if (!text.includes('lock:')) continue;
-      for (const line of text.split('\n')) {
-        if (!line.startsWith('lock:')) continue;
-        const l = line.slice(5).trim();
-        if (l.includes('->')) continue;
-        // "N: KIND ADVISORY TYPE PID dev:ino start end": put this process in the PID field
-        out.push(l.replace(/^(\d+:\s+\S+\s+\S+\s+\S+\s+)-?\d+/, `$1${pid}`));
-      }
+  for (const { pid, lines } of descriptorLocks()) {
+    for (const l of lines) {
+      if (l.includes('->')) continue;
+      // "N: KIND ADVISORY TYPE PID dev:ino start end": put this process in the PID field
+      out.push(l.replace(/^(\d+:\s+\S+\s+\S+\s+\S+\s+)-?\d+/, `$1${pid}`));
     }
   }
   return `\n${out.join('\n')}`;

@@ -473,6 +473,26 @@ export interface LiveHolder {
  * only to root. Linux only; [] elsewhere.
  */
 export function liveHolders(identity: string): LiveHolder[] {
+  const out: LiveHolder[] = [];
+  for (const { pid, lines } of descriptorLocks()) {
+    const seen = new Set<string>();
+    for (const l of parseProcLocks(lines.join('\n'), identity).locks) {
+      const key = `${l.kind}:${l.mode}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push({ pid, argv: commandLine(pid), kind: l.kind, mode: l.mode });
+    }
+  }
+  return out;
+}
+
+/**
+ * The locks each live process's descriptors carry, from /proc/<pid>/fdinfo:
+ * per process, its "lock:" lines in /proc/locks' format (the PID field names
+ * whoever took the lock, or -1). Linux only; [] elsewhere. Other users'
+ * processes are visible only to root.
+ */
+export function descriptorLocks(): Array<{ pid: number; lines: string[] }> {
   if (process.platform !== 'linux') return [];
   let pids: string[];
   try {
@@ -480,7 +500,7 @@ export function liveHolders(identity: string): LiveHolder[] {
   } catch {
     return [];
   }
-  const out: LiveHolder[] = [];
+  const out: Array<{ pid: number; lines: string[] }> = [];
   for (const p of pids) {
     let fds: string[];
     try {
@@ -488,7 +508,7 @@ export function liveHolders(identity: string): LiveHolder[] {
     } catch {
       continue; // gone, or another user's
     }
-    const seen = new Set<string>();
+    const lines: string[] = [];
     for (const fd of fds) {
       let text: string;
       try {
@@ -497,18 +517,9 @@ export function liveHolders(identity: string): LiveHolder[] {
         continue;
       }
       if (!text.includes('lock:')) continue;
-      const lines = text
-        .split('\n')
-        .filter((l) => l.startsWith('lock:'))
-        .map((l) => l.slice(5).trimStart())
-        .join('\n');
-      for (const l of parseProcLocks(lines, identity).locks) {
-        const key = `${l.kind}:${l.mode}`;
-        if (seen.has(key)) continue;
-        seen.add(key);
-        out.push({ pid: Number(p), argv: commandLine(Number(p)), kind: l.kind, mode: l.mode });
-      }
+      for (const l of text.split('\n')) if (l.startsWith('lock:')) lines.push(l.slice(5).trimStart());
     }
+    if (lines.length > 0) out.push({ pid: Number(p), lines });
   }
   return out;
 }

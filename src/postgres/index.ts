@@ -445,6 +445,18 @@ export async function connectLocks(config: ConnectOptions | string = {}): Promis
     return r.rows[0]?.ok === true;
   };
 
+  /** One try on a connection of its own: the lock, or (held elsewhere) that connection, still checked out. */
+  const firstTry = async (name: string, mode: LockMode): Promise<PgLock | PgClient> => {
+    const client = await checkOut(pool);
+    try {
+      if (await tryOn(client, name, mode)) return await grant(client, name, mode);
+    } catch (err) {
+      giveBack(client, true);
+      throw err;
+    }
+    return client;
+  };
+
   const api: Locks = {
     async lock(name, options) {
       assertOpen();
@@ -457,13 +469,9 @@ export async function connectLocks(config: ConnectOptions | string = {}): Promis
         throw invalidArgType('options.deadlock', 'of type boolean', opts.deadlock);
       }
       if (signal?.aborted) throw abortError(name, signal.reason, 'before');
-      const client = await checkOut(pool);
-      try {
-        if (await tryOn(client, name, mode)) return await grant(client, name, mode);
-      } catch (err) {
-        giveBack(client, true);
-        throw err;
-      }
+      const first = await firstTry(name, mode);
+      if (!('query' in first)) return first;
+      const client = first;
       if (timeout === 0) {
         giveBack(client);
         throw lockedError(name);
@@ -517,14 +525,9 @@ export async function connectLocks(config: ConnectOptions | string = {}): Promis
       assertOpen();
       checkName(name);
       const mode = parseMode(checkOptionsObject(options, TRY_OPTIONS).mode);
-      const client = await checkOut(pool);
-      try {
-        if (await tryOn(client, name, mode)) return await grant(client, name, mode);
-      } catch (err) {
-        giveBack(client, true);
-        throw err;
-      }
-      giveBack(client);
+      const first = await firstTry(name, mode);
+      if (!('query' in first)) return first;
+      giveBack(first);
       return null;
     },
 
