@@ -5,7 +5,7 @@
  * script taking a lock in a loop pays Node's start-up and `fslock run`'s
  * own modules, not the session collector's or the probe's.
  */
-import { EXIT, UsageError } from './errors.js';
+import { EXIT } from './errors.js';
 import { escapeText } from '../errors.js';
 import type { Io } from './format.js';
 
@@ -41,7 +41,14 @@ let runModule: typeof import('./run.js') | undefined;
 // require(), not import(): a dynamic import() starts Node's ESM loader, about
 // 20 ms of a 90 ms start-up (bench/startup.js).
 /* eslint-disable @typescript-eslint/no-require-imports */
-const loadRun = (): typeof import('./run.js') => require('./run.js');
+// `run` from its one-file bundle where the build made one (scripts/build-cli.js).
+const loadRun = (): typeof import('./run.js') => {
+  try {
+    return require('./run.bundle.js') as typeof import('./run.js');
+  } catch {
+    return require('./run.js');
+  }
+};
 const loadProbe = (): typeof import('./probe.js') => require('./probe.js');
 const loadCommands = (): typeof import('./commands.js') => require('./commands.js');
 const loadVersion = (): typeof import('./version.js') => require('./version.js');
@@ -106,12 +113,13 @@ export async function main(
     cmd = await COMMANDS[name]!();
     return await cmd.run(args, io);
   } catch (err) {
-    if (err instanceof UsageError) {
+    const e = err as Error & { code?: string };
+    // by code, not instanceof: `run` comes from its bundle, with a UsageError class of its own
+    if (e.code === 'ERR_USAGE') {
       const what = name === first ? `fslock ${name}` : 'fslock';
-      io.stderr.write(`${what}: ${err.message}\nTry '${what} --help' for more information.\n`);
+      io.stderr.write(`${what}: ${e.message}\nTry '${what} --help' for more information.\n`);
       return EXIT.USAGE;
     }
-    const e = err as Error & { code?: string };
     io.stderr.write(`fslock ${escapeText(name)}: ${e.message}\n`);
     return e.code?.startsWith('ERR_INVALID_ARG') ? EXIT.USAGE : name === 'run' ? EXIT.SOFTWARE : EXIT.FAILURE;
   }
