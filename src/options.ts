@@ -3,7 +3,7 @@
  * withLock, upgrade). Unknown or misspelled options are rejected.
  */
 import { invalidArgType, invalidArgValue } from './errors.js';
-import { PRIMITIVE_NAMES, type PrimitiveName } from './primitives.js';
+import { parsePrimitive, type PrimitiveName } from './primitives.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -249,17 +249,9 @@ function parseLockOptionsSlow(o: Record<string, unknown>): ParsedLockOptions {
   }
   const timeout = parseTimeout(o.timeout);
   const signal = parseSignal(o.signal);
-  let primitive: 'auto' | PrimitiveName = 'auto';
-  if (o.primitive !== undefined) {
-    if (o.primitive !== 'auto' && !PRIMITIVE_NAMES.includes(o.primitive as PrimitiveName)) {
-      throw invalidArgValue(
-        'options.primitive',
-        o.primitive,
-        `must be one of 'auto', ${PRIMITIVE_NAMES.map((n) => `'${n}'`).join(', ')}`,
-      );
-    }
-    primitive = o.primitive as 'auto' | PrimitiveName;
-  }
+  const primitive = parsePrimitive(o.primitive, (expected) =>
+    invalidArgValue('options.primitive', o.primitive, `must be ${expected}`),
+  );
   const range = parseRange(o.range);
   const create = parseBool(o.create, 'options.create', DEFAULT_LOCK_OPTIONS.create);
   const unlinkOnRelease = parseBool(o.unlinkOnRelease, 'options.unlinkOnRelease', DEFAULT_LOCK_OPTIONS.unlinkOnRelease);

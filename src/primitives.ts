@@ -8,10 +8,30 @@ import { readFileSync } from 'fs';
 import { release } from 'os';
 import { binding, C } from './binding.js';
 
-/** The primitives a caller can ask for (besides 'auto'). */
-export const PRIMITIVE_NAMES = Object.freeze(['flock', 'ofd', 'posix', 'windows'] as const);
+/**
+ * The one table of primitives a caller can ask for (besides 'auto'): each
+ * name with its number in the native module (native/platform/platform.h).
+ */
+export const PRIMITIVES = Object.freeze({
+  flock: C.FLOCK,
+  ofd: C.OFD,
+  posix: C.POSIX,
+  windows: C.WINDOWS,
+} as const);
 /** A primitive a caller can ask for. */
-export type PrimitiveName = (typeof PRIMITIVE_NAMES)[number];
+export type PrimitiveName = keyof typeof PRIMITIVES;
+/** The primitives a caller can ask for, in the table's order. */
+export const PRIMITIVE_NAMES: readonly PrimitiveName[] = Object.freeze(Object.keys(PRIMITIVES) as PrimitiveName[]);
+
+/**
+ * The one validator of a requested primitive: 'auto' or a name of the table.
+ * `fail(expected)` builds the caller's error (an argument error, a usage error).
+ */
+export function parsePrimitive(value: unknown, fail: (expected: string) => Error): 'auto' | PrimitiveName {
+  if (value === undefined || value === 'auto') return 'auto';
+  if (typeof value === 'string' && Object.hasOwn(PRIMITIVES, value)) return value as PrimitiveName;
+  throw fail(`one of 'auto', ${PRIMITIVE_NAMES.map((n) => `'${n}'`).join(', ')}`);
+}
 /**
  * What a lock actually uses. `'flock+ofd-readonly'`: an exclusive lock on a
  * file that could only be opened read-only (see docs/platforms.md "Read-only lock

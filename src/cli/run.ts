@@ -11,7 +11,7 @@ import { constants } from 'os';
 import { lock, tryLock, type FileLock } from '../lock.js';
 import { inspectSync } from '../inspect.js';
 import { describeHolder, errorCode, escapeText } from '../errors.js';
-import { PRIMITIVE_NAMES, type PrimitiveName } from '../primitives.js';
+import { parsePrimitive, type PrimitiveName } from '../primitives.js';
 import { parse, parseExitCode, parseSeconds, splitAtFirstPositional, type OptionSpec } from './args.js';
 import { EXIT, openFailureStatus, UsageError } from './errors.js';
 import { paint, useColor, type Io } from './format.js';
@@ -239,10 +239,10 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
       ? EXIT.CONFLICT
       : parseExitCode(values['conflict-exit-code'] as string, '--conflict-exit-code');
   const timeoutS = values.timeout === undefined ? undefined : parseSeconds(values.timeout as string, '--timeout');
-  const primitive = (values.primitive as string | undefined) ?? 'auto';
-  if (primitive !== 'auto' && !PRIMITIVE_NAMES.includes(primitive as PrimitiveName)) {
-    throw new UsageError(`--primitive must be auto, ${PRIMITIVE_NAMES.join(', ')}; got ${JSON.stringify(primitive)}`);
-  }
+  const primitive = parsePrimitive(
+    values.primitive,
+    (expected) => new UsageError(`--primitive must be ${expected}; got ${JSON.stringify(values.primitive)}`),
+  );
   const quiet = Boolean(values.quiet);
   const verbose = Boolean(values.verbose) && !quiet;
   const started = performance.now();

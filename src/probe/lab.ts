@@ -13,12 +13,11 @@ import { join } from 'path';
 import { Worker } from 'worker_threads';
 import { binding, C, packageRoot } from '../binding.js';
 import { errorCode } from '../errors.js';
-import { PRIMITIVE_NAMES, primitives, type PrimitiveName, type PrimitiveReport } from '../primitives.js';
+import { PRIMITIVE_NAMES, PRIMITIVES, primitives, type PrimitiveName, type PrimitiveReport } from '../primitives.js';
 import { describeFs, type FsWarning } from '../fstype.js';
 import type { HelperReply, HelperRequest } from './helper.js';
 
 type Prim = PrimitiveName;
-const PRIM_NUM: Record<Prim, number> = { flock: C.FLOCK, ofd: C.OFD, posix: C.POSIX, windows: C.WINDOWS };
 
 export type Outcome = string;
 export type { Prim };
@@ -126,7 +125,7 @@ class Lab {
   /** Opens `path` and takes a lock; returns the fd. */
   hold(prim: Prim, path: string, type: number = C.EXCLUSIVE, start = 0, len = 0): number {
     const fd = binding.open(path, C.OPEN_WRITE);
-    if (!binding.lock(PRIM_NUM[prim], fd, type, start, len, false)) {
+    if (!binding.lock(PRIMITIVES[prim], fd, type, start, len, false)) {
       binding.close(fd);
       throw new Error(`probe: could not take a ${prim} lock on a fresh file`);
     }
@@ -136,7 +135,7 @@ class Lab {
   /** A non-blocking try on an fd: 'granted', 'refused' or an error code. */
   tryFd(prim: Prim, fd: number, type: number, start = 0, len = 0): string {
     try {
-      return binding.lock(PRIM_NUM[prim], fd, type, start, len, false) ? 'granted' : 'refused';
+      return binding.lock(PRIMITIVES[prim], fd, type, start, len, false) ? 'granted' : 'refused';
     } catch (err) {
       return errorCode(err) ?? 'error';
     }
@@ -146,7 +145,7 @@ class Lab {
 const asExclusion = (r: Rep): Outcome => (r.error ? r.error : r.ok ? 'not excluded' : 'excluded');
 
 async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): Promise<Record<string, Outcome>> {
-  const P = PRIM_NUM[prim];
+  const P = PRIMITIVES[prim];
   const out: Record<string, Outcome> = {};
   const EX = C.EXCLUSIVE;
   const SH = C.SHARED;
@@ -266,7 +265,7 @@ async function crossPrimitive(
     for (const contender of prims) {
       const f = lab.file();
       const fd = lab.hold(holder, f);
-      const r = await other.call({ op: 'try', primitive: PRIM_NUM[contender], path: f, type: C.EXCLUSIVE });
+      const r = await other.call({ op: 'try', primitive: PRIMITIVES[contender], path: f, type: C.EXCLUSIVE });
       out[holder]![contender] = r.error ? r.error : r.ok ? 'no conflict' : 'conflict';
       binding.close(fd);
     }

@@ -8,7 +8,7 @@ import { tryLock, type FileLock } from '../lock.js';
 import { checkPath } from '../options.js';
 import { inspectWith } from '../inspect.js';
 import { readProcLocksSync } from '../holder.js';
-import { errorCode as codeOf } from '../errors.js';
+import { errorCode } from '../errors.js';
 import type { PrimitiveName } from '../primitives.js';
 import { fsops, removeDirAtomically, removeTrash, TRASH_NAME, unlinkLockFile } from './fsops.js';
 import { gcChannel } from '../trace.js';
@@ -73,10 +73,6 @@ export const internals: {
 
 function isLive(crateDir: string, prefix: string): boolean {
   return internals.respectLiveMarks && isLiveSession(crateDir, prefix);
-}
-
-function errorCode(err: unknown): string {
-  return codeOf(err) ?? 'UNKNOWN';
 }
 
 export interface Entry {
@@ -287,7 +283,7 @@ async function judgeLocked(j: Judge, path: string, lockPath: string): Promise<Ve
 async function sweep(v: Verdict, dryRun: boolean, report: GcReport): Promise<void> {
   const fail = (path: string, err: unknown) => {
     if (errorCode(err) === 'ENOENT') return; // someone else collected it first: fine
-    report.errors.push({ path, code: errorCode(err), message: (err as Error)?.message ?? String(err) });
+    report.errors.push({ path, code: errorCode(err) ?? 'UNKNOWN', message: (err as Error)?.message ?? String(err) });
   };
   switch (v.kind) {
     case 'kept':

@@ -2,7 +2,7 @@
 import { performance } from 'perf_hooks';
 import { checkOptionsObject } from '../options.js';
 import { invalidArgType, invalidArgValue } from '../errors.js';
-import { PRIMITIVE_NAMES, type PrimitiveName } from '../primitives.js';
+import { parsePrimitive, type PrimitiveName } from '../primitives.js';
 
 /** Documented defaults. */
 export const DEFAULT_SESSION_OPTIONS = Object.freeze({
@@ -68,17 +68,9 @@ export function parseSessionOptions(options: unknown, names: string[]): ParsedSe
   if (o.now !== undefined && typeof o.now !== 'function')
     throw invalidArgType('options.now', 'of type function', o.now);
   const now = (o.now as (() => number) | undefined) ?? systemClock;
-  let primitive: 'auto' | PrimitiveName = 'auto';
-  if (o.primitive !== undefined) {
-    if (o.primitive !== 'auto' && !PRIMITIVE_NAMES.includes(o.primitive as PrimitiveName)) {
-      throw invalidArgValue(
-        'options.primitive',
-        o.primitive,
-        `must be one of 'auto', ${PRIMITIVE_NAMES.map((n) => `'${n}'`).join(', ')}`,
-      );
-    }
-    primitive = o.primitive as 'auto' | PrimitiveName;
-  }
+  const primitive = parsePrimitive(o.primitive, (expected) =>
+    invalidArgValue('options.primitive', o.primitive, `must be ${expected}`),
+  );
   for (const k of ['strict', 'dryRun'] as const) {
     if (o[k] !== undefined && typeof o[k] !== 'boolean') throw invalidArgType(`options.${k}`, 'of type boolean', o[k]);
   }
