@@ -21,6 +21,7 @@
  * the cycle before the next would; a member that does not use fslock never
  * fails, so the next one down does after one more step.
  */
+import { platform } from './platform.js';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'fs';
 import { descriptorLocks } from './holder.js';
 import { performance } from 'perf_hooks';
@@ -276,7 +277,7 @@ function tick(): void {
  * that stops watching.
  */
 export function watchWait(identity: string, path: string, fail: (err: Error) => void): () => void {
-  if (process.platform !== 'linux') return () => undefined;
+  if (!platform().lockTable) return () => undefined;
   const w: Watched = { key: fileKey(identity), path, since: null, misses: 0, looks: 0, deep: false, fail };
   watched.add(w);
   timer ??= setInterval(tick, CHECK_MS);
@@ -303,7 +304,7 @@ export function checkSyncWait(
   flock: boolean,
   exclusive: boolean,
 ): Error | null {
-  if (process.platform !== 'linux') return null;
+  if (!platform().lockTable) return null;
   const key = fileKey(identity);
   const w: Watched = { key, path, ...state, fail: () => undefined };
   const r = look([w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });

@@ -40,6 +40,7 @@
  * lock, which may have died while a child that inherited the descriptor holds
  * on: only live processes that hold the descriptor are named (liveHolders).
  */
+import { platform } from './platform.js';
 import {
   closeSync,
   constants as fsc,
@@ -307,8 +308,8 @@ function processUids(pid: number): number[] | null {
  * or root's. Windows has no owner to compare (its uid reads 0).
  */
 function ownerCanBe(uid: number, pid: number): boolean {
-  if (process.platform === 'win32') return true;
-  if (process.platform === 'linux') {
+  if (!platform().fileOwners) return true;
+  if (platform().lockTable) {
     const ids = processUids(pid);
     return ids !== null && (ids[1] === uid || ids[3] === uid);
   }
@@ -379,7 +380,7 @@ export function waitingProcesses(blocked: KernelLock[]): LiveHolder[] {
 
 /** @internal */
 export function readProcLocksSync(): string | null {
-  if (process.platform !== 'linux') return null;
+  if (!platform().lockTable) return null;
   try {
     return readFileSync('/proc/locks', 'utf8');
   } catch {
@@ -493,7 +494,7 @@ export function liveHolders(identity: string): LiveHolder[] {
  * processes are visible only to root.
  */
 export function descriptorLocks(): Array<{ pid: number; lines: string[] }> {
-  if (process.platform !== 'linux') return [];
+  if (!platform().lockTable) return [];
   let pids: string[];
   try {
     pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));

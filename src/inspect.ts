@@ -8,6 +8,7 @@
  * them at once (a concurrent tryLock may then see the file busy for that
  * instant).
  */
+import { platform } from './platform.js';
 import { lstatSync, promises as fsp } from 'fs';
 import { join } from 'path';
 import { errorCode } from './errors.js';
@@ -178,7 +179,7 @@ function inspectPath(path: string, procLocks: string | null): LockInfo {
 export async function inspect(path: string): Promise<LockInfo> {
   checkPath(path);
   let proc: string | null = null;
-  if (process.platform === 'linux') {
+  if (platform().lockTable) {
     try {
       proc = await fsp.readFile('/proc/locks', 'utf8');
     } catch {

@@ -17,6 +17,7 @@
  * Locking an existing file through a symlink of one's own keeps working, as
  * it does with flock(1).
  */
+import { platform } from './platform.js';
 import { lstatSync, statSync } from 'fs';
 import { dirname } from 'path';
 import { binding, C } from './binding.js';
@@ -33,7 +34,7 @@ export function isSymlink(path: string): boolean {
 
 /** Throws unless the protected_symlinks rule allows following the link at `path`. */
 function checkSymlink(path: string): void {
-  if (process.platform === 'win32' || typeof process.geteuid !== 'function') return;
+  if (!platform().fileOwners || typeof process.geteuid !== 'function') return;
   let link;
   let dir;
   try {

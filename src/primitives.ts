@@ -7,6 +7,7 @@
 import { readFileSync } from 'fs';
 import { release } from 'os';
 import { binding, C } from './binding.js';
+import { platform } from './platform.js';
 
 /**
  * The one table of primitives a caller can ask for (besides 'auto'): each
@@ -59,7 +60,7 @@ export interface PrimitiveReport {
 let cached: PrimitiveReport | undefined;
 
 function isWsl1(): boolean {
-  if (process.platform !== 'linux') return false;
+  if (platform().name !== 'linux') return false;
   try {
     const osrelease = readFileSync('/proc/sys/kernel/osrelease', 'utf8');
     return /Microsoft/.test(osrelease) && !/microsoft-standard/i.test(osrelease);
@@ -73,7 +74,7 @@ function isWsl1(): boolean {
  * process can read (the node binary), so nothing is created or changed.
  */
 function probe(): Record<PrimitiveName, boolean> {
-  if (process.platform === 'win32') return { flock: false, ofd: false, posix: false, windows: true };
+  if (platform().name === 'win32') return { flock: false, ofd: false, posix: false, windows: true };
   const available = { flock: false, ofd: false, posix: false, windows: false };
   let fd = -1;
   try {
@@ -114,7 +115,7 @@ export function primitives(): PrimitiveReport {
   if (wsl1) available.ofd = false; // WSL1 accepts fcntl locks without enforcing them
   let auto: ResolvedPrimitive;
   let autoRange: ResolvedPrimitive;
-  switch (process.platform) {
+  switch (platform().name) {
     case 'win32':
       auto = autoRange = 'windows';
       break;
@@ -133,7 +134,7 @@ export function primitives(): PrimitiveReport {
   }
   if (wsl1) auto = 'flock';
   cached = {
-    platform: process.platform,
+    platform: platform().name,
     release: release(),
     wsl1,
     available,

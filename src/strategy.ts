@@ -16,6 +16,7 @@
  * | posix | classic fcntl behind the native process-wide registry | poll | in place (atomic) |
  * | windows | LockFileEx on one byte at 2^52, or the range | poll | downgrade: shared then unlock; upgrade: unlock then exclusive (not atomic) |
  */
+import { platform } from './platform.js';
 import { binding, C } from './binding.js';
 import { invalidArgValue, notSupportedError, readOnlyError } from './errors.js';
 import { primitives, type PrimitiveName, type ResolvedPrimitive } from './primitives.js';
@@ -408,7 +409,7 @@ function build(resolved: ResolvedPrimitive, range: LockRange | undefined): LockS
  * each primitive on this fresh descriptor, released at once; null when free.
  */
 export function probeHeldMode(fd: number): LockMode | null {
-  if (process.platform === 'win32') {
+  if (primitives().available.windows) {
     // An exclusive try first: a shared one would coexist with shared holders
     // and report them as nothing.
     const s = WINDOWS_LOCK_OFFSET;
@@ -457,7 +458,7 @@ export function probeHeldMode(fd: number): LockMode | null {
  * closed. Not on Windows, where an open handle can get in the way of
  * removing the directory.
  */
-const KEEP_OPEN = process.platform !== 'win32';
+const KEEP_OPEN = platform().posixFiles;
 export const KEEP_OPEN_IDLE_MS = 500;
 let sweepArmed = false;
 

@@ -11,6 +11,7 @@
  * compatibility layers for their own lock files, which they create with
  * O_EXCL and write a holder record into.
  */
+import { platform } from './platform.js';
 import { existsSync, linkSync, lstatSync, renameSync, unlinkSync } from 'fs';
 import { basename, dirname, join } from 'path';
 import { binding } from './binding.js';
@@ -51,7 +52,7 @@ export function unlinkIfHeld(path: string, identity: string, withData = false): 
  * Windows.
  */
 function moveAside(path: string, aside: string): { identity: string | null; size: number } | null {
-  if (process.platform !== 'win32') return binding.moveAside(path, aside);
+  if (platform().posixFiles) return binding.moveAside(path, aside);
   // Windows: rename replaces no directory, and a file only if asked; check first
   if (existsSync(aside)) throw Object.assign(new Error(`EEXIST: ${aside}`), { code: 'EEXIST' });
   try {

@@ -5,6 +5,7 @@
  * interrupted, or for the registry-backed POSIX primitive) a non-blocking try
  * repeated with capped exponential backoff.
  */
+import { platform } from './platform.js';
 import { performance } from 'perf_hooks';
 import { binding, C, CancelOutcome } from './binding.js';
 import { abortError, timeoutError, type HolderRecordLike } from './errors.js';
@@ -180,9 +181,7 @@ export function pollWaitSync(attempt: () => boolean, ctx: WaitContext): void {
 export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
   // Looking for cycles (Linux): wait in slices, with a look between them.
   const watch =
-    ctx.deadlock !== undefined && process.platform === 'linux'
-      ? { since: null, misses: 0, looks: 0, deep: false }
-      : null;
+    ctx.deadlock !== undefined && platform().lockTable ? { since: null, misses: 0, looks: 0, deep: false } : null;
   for (;;) {
     if (watch) {
       const err = checkSyncWait(ctx.deadlock!, ctx.path, watch, req.primitive === C.FLOCK, req.type === C.EXCLUSIVE);

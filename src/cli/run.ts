@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'child_process';
 import { fstatSync } from 'fs';
+import { platform } from '../platform.js';
 import { performance } from 'perf_hooks';
 import { binding, C } from '../binding.js';
 import { kernelWait, pollWait } from '../wait.js';
@@ -125,10 +126,7 @@ function lastMode(own: string[]): 'shared' | 'exclusive' {
 }
 
 /** Signals passed on to the command (SIGUSR1 too: with a listener, Node does not open its inspector). */
-const FORWARDED: NodeJS.Signals[] =
-  process.platform === 'win32'
-    ? ['SIGINT', 'SIGHUP']
-    : ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'];
+const FORWARDED = platform().forwardedSignals;
 
 function holderText(path: string): string {
   try {
@@ -254,9 +252,7 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
     allowUnsafeSymlink: Boolean(values['allow-unsafe-symlink']),
     // On Linux the kernel's lock table names the holder; elsewhere a sidecar
     // record names the command, by its name only (arguments can hold secrets).
-    ...(process.platform === 'linux'
-      ? {}
-      : { record: { argv: [shell !== undefined ? 'sh' : (command[0] as string)] } }),
+    ...(platform().lockTable ? {} : { record: { argv: [shell !== undefined ? 'sh' : (command[0] as string)] } }),
   };
 
   const relay = new SignalRelay();

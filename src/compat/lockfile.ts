@@ -17,6 +17,7 @@
  * - unlock() only deletes a lock file that this process holds, or one that no
  *   live process holds; it never deletes another live holder's lock.
  */
+import { platform } from '../platform.js';
 import { errorCode } from '../errors.js';
 import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
@@ -53,9 +54,6 @@ interface Options {
 type Callback = (err: Error | null) => void;
 type CheckCallback = (err: Error | null, isLocked: boolean) => void;
 
-/** Which timestamp decides staleness, as upstream: ctime, mtime on Windows. */
-const filetime: 'ctime' | 'mtime' = process.platform === 'win32' ? 'mtime' : 'ctime';
-
 const locks = new Map<string, FileLock>();
 
 function isStale(stat: () => fs.Stats, stale: number | undefined): boolean {
@@ -77,7 +75,7 @@ function isStale(stat: () => fs.Stats, stale: number | undefined): boolean {
  */
 function mayTakeOver(path: string, probe: FileLock, stale: number | undefined): boolean {
   if (descriptorHoldsOwnRecord(probe.fd, probe.identity)) return true;
-  return isStale(() => (process.platform === 'win32' ? fs.statSync(path) : fs.fstatSync(probe.fd)), stale);
+  return isStale(() => (platform().nodeFdIsHandle ? fs.fstatSync(probe.fd) : fs.statSync(path)), stale);
 }
 
 /**
@@ -117,7 +115,7 @@ const nodeOpen = fs.open;
 const nodeOpenSync = fs.openSync;
 
 function createTempWith(path: string, open: (p: string, flags: string | number) => number): CreatedTemp | null {
-  if (process.platform === 'win32') return null;
+  if (!platform().nodeFdIsHandle) return null;
   const anonymous = createAnonymousSync(path, open);
   if (anonymous) return anonymous;
   for (let i = 1; ; i++) {
@@ -139,7 +137,7 @@ function openAsync(p: string, flags: string | number): Promise<number> {
 }
 
 async function createTemp(path: string): Promise<CreatedTemp | null> {
-  if (process.platform === 'win32' || fs.open === nodeOpen) return createTempWith(path, nodeOpenSync);
+  if (!platform().nodeFdIsHandle || fs.open === nodeOpen) return createTempWith(path, nodeOpenSync);
   const anonymous = await createAnonymous(path, openAsync);
   if (anonymous) return anonymous;
   for (let i = 1; ; i++) {
@@ -327,7 +325,16 @@ function installCleanup(): void {
  * `require`, `import lockFile from` (esModuleInterop), `import * as`, and
  * named imports; the types accept code written against @types/lockfile.
  */
-const lockfile = { lock, lockSync, unlock, unlockSync, check, checkSync, filetime: filetime as 'ctime' | 'mtime' };
+const lockfile = {
+  lock,
+  lockSync,
+  unlock,
+  unlockSync,
+  check,
+  checkSync,
+  /** Which timestamp decides staleness, as upstream: ctime, mtime on Windows. */
+  filetime: platform().staleTimestamp as 'ctime' | 'mtime',
+};
 // eslint-disable-next-line @typescript-eslint/no-namespace -- the types of an `export =` module
 declare namespace lockfile {
   export type { Options, Callback, CheckCallback };

@@ -18,6 +18,7 @@
  * - a real proper-lockfile process can never take a lock held here, even when
  *   our mtime looks stale: its rmdir fails on the non-empty directory.
  */
+import { platform } from '../platform.js';
 import { performance } from 'perf_hooks';
 import { errorCode } from '../errors.js';
 import { checkPath } from '../options.js';
@@ -361,7 +362,7 @@ function* releaseG(held: Held): FsRun<void> {
       if (errorCode(err) === 'ENOENT') return;
       // Windows without POSIX deletion (older systems, Wine): a deleted file
       // keeps its name until its last handle closes, so the marker goes with the lock.
-      if (errorCode(err) !== 'ENOTEMPTY' || process.platform !== 'win32') throw err;
+      if (errorCode(err) !== 'ENOTEMPTY' || platform().posixFiles) throw err;
       open = false;
       held.kernel.release();
       try {

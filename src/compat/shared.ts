@@ -1,4 +1,5 @@
 /** Pieces shared by the proper-lockfile and lockfile compatibility layers. */
+import { platform } from '../platform.js';
 import { linkSync, lstatSync, openSync, renameSync } from 'fs';
 import { dirname, join } from 'path';
 import { binding } from '../binding.js';
@@ -329,9 +330,7 @@ export function cleanupOnExit(cleanup: () => void): void {
   if (exitHandlersInstalled) return;
   exitHandlersInstalled = true;
   process.once('exit', runExitCleanups);
-  const signals: NodeJS.Signals[] =
-    process.platform === 'win32' ? ['SIGINT', 'SIGTERM'] : ['SIGINT', 'SIGTERM', 'SIGHUP'];
-  for (const sig of signals) {
+  for (const sig of platform().exitSignals) {
     const handler = () => {
       runExitCleanups();
       if (process.listenerCount(sig) === 1) {

@@ -13,6 +13,7 @@ import { join } from 'path';
 import { Worker } from 'worker_threads';
 import { binding, C, packageRoot } from '../binding.js';
 import { errorCode } from '../errors.js';
+import { platform } from '../platform.js';
 import { PRIMITIVE_NAMES, PRIMITIVES, primitives, type PrimitiveName, type PrimitiveReport } from '../primitives.js';
 import { describeFs, type FsWarning } from '../fstype.js';
 import type { HelperReply, HelperRequest } from './helper.js';
@@ -173,7 +174,7 @@ async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): P
     out.otherProcess = asExclusion(await other.call({ op: 'try', primitive: P, path: f, type: EX }));
     binding.close(fd);
   }
-  if (process.platform !== 'win32') {
+  if (platform().unixDescriptors) {
     {
       const f = lab.file();
       const fd = lab.hold(prim, f);
@@ -213,7 +214,7 @@ async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): P
     out.readOnlyExclusive = r === 'granted' ? 'allowed' : r;
     binding.close(fd);
   }
-  if (process.platform !== 'win32') {
+  if (platform().unixDescriptors) {
     const d = join(lab.dir, `d${prim}`);
     mkdirSync(d);
     const fd = binding.open(d, 0);

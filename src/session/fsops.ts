@@ -4,6 +4,7 @@
  * Windows produces them) without mocking node:fs for everything else, and the
  * removal helpers built on them (used by the protocol and the collector).
  */
+import { platform } from '../platform.js';
 import { constants, promises as fsp } from 'fs';
 import { basename, dirname, join } from 'path';
 import fse from 'fs-extra';
@@ -19,7 +20,7 @@ import { retryTransient } from '../retry.js';
  * junction) and removes it by path; see the threat model in docs/security.md.
  */
 async function removeTree(path: string): Promise<void> {
-  if (process.platform === 'win32') {
+  if (!platform().posixFiles) {
     await fsp.rm(path, { recursive: true, force: true, maxRetries: 0 });
     return;
   }
