@@ -16,7 +16,7 @@ export function* pollDelays(first = 1, cap = 25): Generator<number, never> {
   }
 }
 
-export interface RetryOptions {
+export interface TransientRetryOptions {
   /** Total time budget in ms (default 2000). */
   budgetMs?: number;
   /** First delay in ms (default 10), growing ×2 up to `maxDelayMs` (default 200). */
@@ -32,7 +32,7 @@ export const TRANSIENT_FS_CODES = Object.freeze(['EPERM', 'EACCES', 'EBUSY']);
  * Runs `op` until it succeeds, it fails with a code not in `codes`, or the
  * budget is spent (then the last error is thrown).
  */
-export async function retryTransient<T>(op: () => Promise<T>, options: RetryOptions = {}): Promise<T> {
+export async function retryTransient<T>(op: () => Promise<T>, options: TransientRetryOptions = {}): Promise<T> {
   const budget = options.budgetMs ?? 2000;
   const codes = options.codes ?? TRANSIENT_FS_CODES;
   const started = performance.now();

@@ -465,10 +465,10 @@ let sweepArmed = false;
 function armSweep(): void {
   if (sweepArmed) return;
   sweepArmed = true;
-  setTimeout(sweep, KEEP_OPEN_IDLE_MS).unref?.();
+  setTimeout(closeIdleKept, KEEP_OPEN_IDLE_MS).unref?.();
 }
 
-function sweep(): void {
+function closeIdleKept(): void {
   sweepArmed = false;
   if (binding.sweepCache(KEEP_OPEN_IDLE_MS) > 0) armSweep();
 }

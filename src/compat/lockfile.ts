@@ -106,8 +106,8 @@ function existsError(path: string): Error {
 //
 // lock() opens through fs.open only while someone has replaced it since this
 // module loaded. Node's own fs.open would only add a threadpool round trip
-// to every attempt (about a sixth of a hand-off's time, measured with
-// bench/dropins.js --handoff); unhooked, lock() opens synchronously, as
+// to every attempt (bench/dropins.js --handoff shows its share of a
+// hand-off); unhooked, lock() opens synchronously, as
 // fslock's own lock() does, with Node's openSync as it was at load (so a hook
 // on fs.openSync, meant for lockSync, is not called by lock(), as upstream's
 // lock never calls it).

@@ -196,7 +196,7 @@ function lockDir(file: string, o: { lockfilePath?: string | undefined }): string
   return o.lockfilePath || `${file}.lock`;
 }
 
-function lockedError(file: string): Error {
+function upstreamLockedError(file: string): Error {
   return withCode(new Error('Lock file is already being held'), 'ELOCKED', { file });
 }
 
@@ -410,14 +410,14 @@ async function acquire(file: string, o: Normalized): Promise<Held> {
     const a = await runAsync(attemptG(file, o, 'async'), o.fs);
     if ('held' in a) return a.held;
     const left = deadline - performance.now();
-    if (left <= 0) throw lockedError(file);
+    if (left <= 0) throw upstreamLockedError(file);
     if (o.retries.unref) {
       // retries: { unref: true }: like upstream's unref'd retry timers, the
       // wait must not keep the process alive, so poll with unref'd sleeps
       await sleep(Math.min(UPSTREAM_POLL_MS, left), true);
     } else if (a.busy === 'fslock') {
       // a real wait, woken by the kernel when the holder lets go
-      if (!(await waitForRelease(a.marker, Math.min(left, 2 ** 31 - 1)))) throw lockedError(file);
+      if (!(await waitForRelease(a.marker, Math.min(left, 2 ** 31 - 1)))) throw upstreamLockedError(file);
     } else {
       await sleep(Math.min(UPSTREAM_POLL_MS, left));
     }
@@ -455,7 +455,7 @@ function lockSync(file: string, options?: LockOptions): () => void {
   const o = normalize(syncOptions(options));
   const canon = runSync(canonicalG(file, o.realpath), o.fs);
   const a = runSync(attemptG(canon, o, 'sync'), o.fs);
-  if (!('held' in a)) throw lockedError(canon);
+  if (!('held' in a)) throw upstreamLockedError(canon);
   register(canon, a.held);
   const held = a.held;
   return () => {

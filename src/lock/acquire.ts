@@ -67,8 +67,8 @@ export async function acquire(
       let outcome: WaitOutcome | undefined;
       // The FileLock a hand-off ends with, built before the wait: on a grant
       // of the whole lock (the waiter thread took every step and checked the
-      // file), nothing is left to do but count it held. Building it after
-      // the grant cost a cold hand-off about 10 µs (interleaved runs).
+      // file), nothing is left to do but count it held: the event loop,
+      // just woken, runs as little as it can before the caller resumes.
       const ready = options.record ? null : new FileLock(path, contended.h, contended.s, options, identity, null, true);
       try {
         outcome = await contended.s.waitStep(contended.h, contended.step, typeOf(options.mode), ctx, path);

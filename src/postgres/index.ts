@@ -276,7 +276,7 @@ function findCycle(rows: LockRow[], start: string): string[] | null {
   return visit(start) ? path : null;
 }
 
-function lockedError(name: string): FslockError {
+function heldElsewhereError(name: string): FslockError {
   return new FslockError('ELOCKED', `ELOCKED: the lock '${name}' is held by another session`, { path: name });
 }
 
@@ -474,7 +474,7 @@ export async function connectLocks(config: ConnectOptions | string = {}): Promis
       const client = first;
       if (timeout === 0) {
         giveBack(client);
-        throw lockedError(name);
+        throw heldElsewhereError(name);
       }
       // Wait in the server's queue. A timeout or an abort ends the wait by
       // terminating its session (pg_terminate_backend, from another
