@@ -4,7 +4,7 @@
       "target_name": "fslock",
       "sources": [
         "native/addon.cc", "native/instance.cc", "native/errors.cc", "native/files.cc",
-        "native/locks.cc", "native/waits.cc", "native/registry.cc", "native/marks.cc"
+        "native/locks.cc", "native/fd_cache.cc", "native/waits.cc", "native/registry.cc", "native/marks.cc"
       ],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "defines": [
@@ -19,7 +19,8 @@
         }, {
           "sources": [
             "native/platform/posix_calls.cc", "native/platform/posix_waiter.cc",
-            "native/platform/posix_registry.cc", "native/platform/posix_tree.cc"
+            "native/platform/posix_registry.cc", "native/platform/posix_tree.cc",
+            "native/platform/glibc_floor.cc"
           ],
           "libraries": ["-lpthread"]
         }],

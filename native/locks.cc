@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "errors.h"
+#include "fd_cache.h"
 #include "instance.h"
+#include "steps.h"
 
 namespace fslock {
 
@@ -38,18 +40,8 @@ Napi::Value Query(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// How many released descriptors an environment keeps open for reuse.
-constexpr size_t kMaxCached = 16;
 // How many step plans an environment registers (whole-file strategies: a few).
 constexpr size_t kMaxPlans = 32;
-
-void UnlockSteps(p::handle_t h, const p::LockRequest* steps, int upto) {
-  for (int k = upto - 1; k >= 0; k--) {
-    p::LockRequest u = steps[k];
-    u.type = p::kUnlock;
-    p::Lock(u, h, false);
-  }
-}
 
 // A path argument, read without allocating when it fits `buf` (a path longer
 // than PATH_MAX goes through `spill`).
@@ -99,6 +91,63 @@ Napi::Value Plan(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), -static_cast<double>(inst->plans.size()));
 }
 
+// What one attempt on an open descriptor came to (see Locked).
+enum class Attempt { kHeld, kContended, kReplaced };
+
+// Takes the steps on `h` and checks the file is still the one at `path`.
+// kHeld: every step taken, the path names this file (`id`); kContended: step
+// `*k` is held elsewhere (the earlier ones are taken; `id` is the file's);
+// kReplaced: the path names another file or none now (nothing is held). Other
+// errors are thrown, with nothing held.
+Attempt Locked(Napi::Env env, p::handle_t h, const PathArg& path, const p::LockRequest* steps, int n, int* k,
+               p::Identity* id) {
+  int r = TakeSteps(h, steps, n, k);
+  if (r != 0 && !p::IsContended(r)) {
+    UnlockSteps(h, steps, *k);
+    throw MakeSystemError(env, r, LockSyscall(steps[*k].primitive), path.c_str());
+  }
+  if (*k < n) {
+    int e = p::GetIdentity(h, id);
+    if (e != 0) {
+      UnlockSteps(h, steps, *k);
+      throw MakeSystemError(env, e, "fstat", path.c_str());
+    }
+    return Attempt::kContended;
+  }
+  Verified v;
+  int e = VerifyIdentity(h, path.c_str(), &v);
+  if (e != 0 || !v.same) UnlockSteps(h, steps, n);
+  if (e != 0) throw MakeSystemError(env, e, v.syscall, path.c_str());
+  *id = v.id;
+  return v.same ? Attempt::kHeld : Attempt::kReplaced;
+}
+
+// Opens `path` for acquire(): read-write or read-only as asked, never
+// following a symlink, creating a missing file with O_EXCL when asked. Returns
+// false when the file appeared while creating it (look again).
+bool OpenLockFile(Napi::Env env, Instance* inst, const PathArg& path, int flags, p::handle_t* h) {
+  int open_flags = (flags & p::kOpenWrite) | p::kOpenNoFollow;
+  int r = p::Open(path.c_str(), open_flags, h);
+  if (r != 0 && (flags & p::kOpenCreate) && p::IsMissing(r)) {
+    r = p::Open(path.c_str(), open_flags | p::kOpenCreate | p::kOpenExclusive, h);
+    if (r != 0 && p::DescribeError(r).code == "EEXIST") return false;  // created meanwhile
+  }
+  if (r != 0) throw MakeSystemError(env, r, "open", path.c_str());
+  TrackHandle(inst, *h);
+  return true;
+}
+
+// The answer of acquire(): the identity, with out[0] the descriptor and
+// out[1] the contended step or -1; a lock held whole is remembered for
+// release()'s keepOpen.
+Napi::Value Answer(Napi::Env env, Instance* inst, p::handle_t h, const PathArg& path, Attempt a, int k,
+                   const p::Identity& id) {
+  inst->out[0] = static_cast<double>(h);
+  inst->out[1] = a == Attempt::kHeld ? -1 : k;
+  if (a == Attempt::kHeld) inst->acquired[h] = Instance::Held{id, std::string(path.c_str(), path.size())};
+  return Napi::String::New(env, IdentityKey(id));
+}
+
 // acquire(path, openFlags, type, steps...) -> identity
 //
 // Opens `path` (read-write, never following a symlink; with kOpenCreate a
@@ -109,7 +158,9 @@ Napi::Value Plan(const Napi::CallbackInfo& info) {
 // step was taken, or to the index of the contended step (the descriptor stays
 // open holding the earlier steps, for the caller to wait on). Errors are
 // thrown as they are (ELOOP for a symlink, EACCES, EISDIR, ...): the caller
-// handles those on its slower path. `steps...` as StepArgs reads them.
+// handles those on its slower path. `steps...` as StepArgs reads them. A
+// descriptor kept open from an earlier lock of the path (keepOpen) is tried
+// first: no open() or close(), only the locks and the identity check.
 Napi::Value Acquire(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Instance* inst = Inst(env);
@@ -117,80 +168,32 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
   int flags = static_cast<int>(IntArg(info, 1, "flags"));
   p::LockRequest steps[kMaxSteps];
   int n = StepArgs(info, 3, static_cast<int>(IntArg(info, 2, "type")), steps);
-  bool create = (flags & p::kOpenCreate) != 0;
-  int open_flags = (flags & p::kOpenWrite) | p::kOpenNoFollow;
-  // A descriptor this environment kept open from an earlier lock of the same
-  // path: no open() or close(), only the locks and the identity check.
-  if ((flags & p::kOpenWrite) && !inst->fd_cache.empty()) {
-    for (size_t c = 0; c < inst->fd_cache.size(); c++) {
-      if (!(path == inst->fd_cache[c].path)) continue;
-      Instance::CachedFd cached = std::move(inst->fd_cache[c]);
-      inst->fd_cache.erase(inst->fd_cache.begin() + static_cast<std::ptrdiff_t>(c));
-      int r = 0;
-      int k = 0;
-      for (; k < n; k++) {
-        r = p::Lock(steps[k], cached.fd, false);
-        if (r != 0) break;
-      }
-      if (r != 0 && p::IsContended(r)) {
-        inst->out[0] = static_cast<double>(cached.fd);
-        inst->out[1] = k;
-        return Napi::String::New(env, IdentityKey(cached.id));
-      }
-      p::Identity now;
-      if (r == 0 && p::StatPathIdentity(path.c_str(), &now) == 0 && now == cached.id) {
-        inst->out[0] = static_cast<double>(cached.fd);
-        inst->out[1] = -1;
-        inst->acquired[cached.fd] = Instance::Held{cached.id, std::move(cached.path)};
-        return Napi::String::New(env, IdentityKey(cached.id));
-      }
-      UnlockSteps(cached.fd, steps, k);  // an error, or the file was replaced: forget this descriptor
-      CloseHandle(inst, cached.fd);
-      break;
+  int k = 0;
+  p::Identity id;
+  Instance::CachedFd cached;
+  if ((flags & p::kOpenWrite) && !inst->fd_cache.empty() && TakeCachedFd(inst, path.c_str(), path.size(), &cached)) {
+    Attempt a = Attempt::kReplaced;
+    try {
+      a = Locked(env, cached.fd, path, steps, n, &k, &id);
+    } catch (const Napi::Error&) {
+      a = Attempt::kReplaced;  // an error on a kept descriptor: forget it and open afresh
     }
+    if (a != Attempt::kReplaced && id == cached.id) return Answer(env, inst, cached.fd, path, a, k, id);
+    if (a != Attempt::kReplaced) UnlockSteps(cached.fd, steps, k);
+    CloseHandle(inst, cached.fd);
   }
   for (int attempt = 0; attempt < 1000; attempt++) {
     p::handle_t h;
-    int r = p::Open(path.c_str(), open_flags, &h);
-    if (r != 0 && create && p::IsMissing(r)) {
-      r = p::Open(path.c_str(), open_flags | p::kOpenCreate | p::kOpenExclusive, &h);
-      if (r != 0 && p::DescribeError(r).code == "EEXIST") continue;  // created meanwhile: look again
-    }
-    if (r != 0) throw MakeSystemError(env, r, "open", path.c_str());
-    TrackHandle(inst, h);
-    int k = 0;
-    for (; k < n; k++) {
-      r = p::Lock(steps[k], h, false);
-      if (r != 0) break;
-    }
-    if (r != 0 && !p::IsContended(r)) {
-      UnlockSteps(h, steps, k);
+    if (!OpenLockFile(env, inst, path, flags, &h)) continue;
+    Attempt a;
+    try {
+      a = Locked(env, h, path, steps, n, &k, &id);
+    } catch (...) {
       CloseHandle(inst, h);
-      throw MakeSystemError(env, r, LockSyscall(steps[k].primitive), path.c_str());
+      throw;
     }
-    p::Identity fid, pid;
-    int e = p::GetIdentity(h, &fid);
-    if (e != 0) {
-      UnlockSteps(h, steps, k);
-      CloseHandle(inst, h);
-      throw MakeSystemError(env, e, "fstat", path.c_str());
-    }
-    if (k < n) {
-      inst->out[0] = static_cast<double>(h);
-      inst->out[1] = k;
-      return Napi::String::New(env, IdentityKey(fid));
-    }
-    e = p::StatPathIdentity(path.c_str(), &pid);
-    if (e == 0 && pid == fid) {
-      inst->out[0] = static_cast<double>(h);
-      inst->out[1] = -1;
-      inst->acquired[h] = Instance::Held{fid, std::string(path.c_str(), path.size())};
-      return Napi::String::New(env, IdentityKey(fid));
-    }
-    // replaced or deleted while we locked: a lock on it would exclude nobody
-    UnlockSteps(h, steps, k);
-    CloseHandle(inst, h);
-    if (e != 0 && !p::IsMissing(e)) throw MakeSystemError(env, e, "stat", path.c_str());
+    if (a != Attempt::kReplaced) return Answer(env, inst, h, path, a, k, id);
+    CloseHandle(inst, h);  // replaced or deleted while we locked: a lock on it would exclude nobody
   }
   std::string shown(path.c_str(), path.size());
   Napi::Error e =
@@ -221,40 +224,11 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
       failed_prim = steps[k].primitive;
     }
   }
-  if (keep && failed == 0 && inst->fd_cache.size() < kMaxCached) {
-    auto a = inst->acquired.find(h);
-    if (a != inst->acquired.end()) {
-      bool dup = false;
-      for (const auto& c : inst->fd_cache) dup = dup || c.path == a->second.path;
-      if (!dup) {
-        inst->fd_cache.push_back(
-            Instance::CachedFd{std::move(a->second.path), h, a->second.id, std::chrono::steady_clock::now()});
-        inst->acquired.erase(a);
-        return info.Env().Undefined();
-      }
-    }
-  }
+  if (keep && failed == 0 && KeepFd(inst, h)) return info.Env().Undefined();
   int c = CloseHandle(inst, h);
   if (failed != 0) throw MakeSystemError(info.Env(), failed, LockSyscall(failed_prim));
   if (c != 0) throw MakeSystemError(info.Env(), c, "close");
   return info.Env().Undefined();
-}
-
-// sweepCache(idleMs) -> how many descriptors stay cached: closes those kept
-// open for at least `idleMs` (0: all of them).
-Napi::Value SweepCache(const Napi::CallbackInfo& info) {
-  Instance* inst = Inst(info.Env());
-  auto idle = std::chrono::milliseconds(IntArg(info, 0, "idleMs"));
-  auto now = std::chrono::steady_clock::now();
-  for (auto it = inst->fd_cache.begin(); it != inst->fd_cache.end();) {
-    if (now - it->since >= idle) {
-      CloseHandle(inst, it->fd);
-      it = inst->fd_cache.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  return Napi::Number::New(info.Env(), static_cast<double>(inst->fd_cache.size()));
 }
 
 }  // namespace
@@ -265,7 +239,7 @@ void InitLocks(Napi::Env env, Napi::Object exports) {
   exports.Set("plan", Napi::Function::New(env, Plan, "plan"));
   exports.Set("acquire", Napi::Function::New(env, Acquire, "acquire"));
   exports.Set("release", Napi::Function::New(env, Release, "release"));
-  exports.Set("sweepCache", Napi::Function::New(env, SweepCache, "sweepCache"));
+  InitFdCache(env, exports);
 }
 
 }  // namespace fslock

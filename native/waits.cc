@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "instance.h"
 #include "platform/steady_wait.h"
+#include "steps.h"
 
 namespace fslock {
 
@@ -132,9 +133,9 @@ void FollowUp(p::Waiter*, void* raw) {
     WaitCtx* ctx;
     ~Done() { ctx->follow_done.store(true, std::memory_order_release); }
   } done{ctx};
-  for (int k = 0; k < ctx->nthen; k++) {
-    int r = p::Lock(ctx->then[k], ctx->handle, false);
-    if (r == 0) continue;
+  int k = 0;
+  int r = TakeSteps(ctx->handle, ctx->then, ctx->nthen, &k);
+  if (r != 0) {
     if (p::IsContended(r)) {
       ctx->follow_state = k;
     } else {
@@ -143,21 +144,15 @@ void FollowUp(p::Waiter*, void* raw) {
     }
     return;
   }
-  p::Identity fid, pid;
-  int e = p::GetIdentity(ctx->handle, &fid);
+  Verified v;
+  int e = VerifyIdentity(ctx->handle, ctx->verify_path.c_str(), &v);
   if (e != 0) {
     ctx->follow_err = e;
-    ctx->follow_syscall = "fstat";
+    ctx->follow_syscall = v.syscall;
     return;
   }
-  e = p::StatPathIdentity(ctx->verify_path.c_str(), &pid);
-  if (e != 0 && !p::IsMissing(e)) {
-    ctx->follow_err = e;
-    ctx->follow_syscall = "stat";
-    return;
-  }
-  ctx->follow_state = e == 0 && pid == fid ? -1 : -2;
-  ctx->id = fid;
+  ctx->follow_state = v.same ? -1 : -2;
+  ctx->id = v.id;
 }
 
 // Runs on the JS thread for every posted result: the early one of a grant

@@ -36,37 +36,8 @@ namespace platform {
 
 int Errno() { return errno ? errno : EIO; }
 
-#if defined(FSLOCK_GLIBC_FLOOR)
-// glibc before 2.33 has no stat/fstat functions: its headers turned them into
-// these, which every glibc still exports (stat64 and fstat64 are GLIBC_2.33).
-extern "C" int __fxstat64(int ver, int fd, struct stat64* st);
-extern "C" int __xstat64(int ver, const char* path, struct stat64* st);
-extern "C" int __lxstat64(int ver, const char* path, struct stat64* st);
-extern "C" int __fxstatat64(int ver, int dirfd, const char* path, struct stat64* st, int flags);
-static_assert(sizeof(struct stat) == sizeof(struct stat64), "64-bit Linux: stat is stat64");
-
-int StatFd(int fd, struct stat* st) {
-  return __fxstat64(FSLOCK_STAT_VER, fd, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
-}
-int StatPath(const char* path, struct stat* st) {
-  return __xstat64(FSLOCK_STAT_VER, path, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
-}
-int LstatPath(const char* path, struct stat* st) {
-  return __lxstat64(FSLOCK_STAT_VER, path, reinterpret_cast<struct stat64*>(st)) == 0 ? 0 : Errno();
-}
-int LstatAt(int dirfd, const char* name, struct stat* st) {
-  return __fxstatat64(FSLOCK_STAT_VER, dirfd, name, reinterpret_cast<struct stat64*>(st), AT_SYMLINK_NOFOLLOW) == 0
-             ? 0
-             : Errno();
-}
-#if defined(__GLIBCXX__)
-// See glibc_floor.h: what GCC 11+ headers call when an allocation size
-// overflows, bound here instead of to libstdc++'s GLIBCXX_3.4.29 function.
-extern "C" [[noreturn]] __attribute__((visibility("hidden"))) void __wrap__ZSt28__throw_bad_array_new_lengthv() {
-  std::__throw_bad_alloc();
-}
-#endif
-#else
+#if !defined(FSLOCK_GLIBC_FLOOR)
+// (glibc_floor.cc has the versions that load on glibc 2.28)
 int StatFd(int fd, struct stat* st) { return fstat(fd, st) == 0 ? 0 : Errno(); }
 int StatPath(const char* path, struct stat* st) { return stat(path, st) == 0 ? 0 : Errno(); }
 int LstatPath(const char* path, struct stat* st) { return lstat(path, st) == 0 ? 0 : Errno(); }
