@@ -194,6 +194,68 @@ class SignalRelay {
   }
 }
 
+/** What `fslock run <file> <command>` was asked to do, read from its command line. */
+interface RunPlan {
+  lockPath: string;
+  mode: 'shared' | 'exclusive';
+  /** The command and its arguments, or [] with `shell`. */
+  command: string[];
+  /** -c's shell command. */
+  shell: string | undefined;
+  conflictCode: number;
+  /** -n: never wait. */
+  nonblock: boolean;
+  timeoutS: number | undefined;
+  primitive: 'auto' | PrimitiveName;
+  quiet: boolean;
+  /** flock(1)'s --verbose lines. */
+  verbose: boolean;
+  close: boolean;
+  allowUnsafeSymlink: boolean;
+}
+
+/** The command to run: `<command> [args]`, `-- <command>`, or `-c '<shell command>'` after the file or before it. */
+function commandOf(rest: string[], shellOption: string | undefined): { command: string[]; shell: string | undefined } {
+  let command = rest.slice(1);
+  if (command[0] === '--') command = command.slice(1);
+  let shell = shellOption;
+  if (command[0] === '-c' || command[0] === '--command') {
+    if (shell !== undefined) throw new UsageError('-c given twice');
+    if (command.length !== 2) throw new UsageError('-c takes exactly one argument: the shell command, quoted');
+    shell = command[1];
+    command = [];
+  }
+  if (shell !== undefined && command.length > 0) throw new UsageError('give either -c <string> or a command, not both');
+  if (shell === undefined && command.length === 0) throw new UsageError('missing <command>');
+  return { command, shell };
+}
+
+function runPlan(lockPath: string, rest: string[], values: Record<string, unknown>, mode: RunPlan['mode']): RunPlan {
+  if (values.unlock)
+    throw new UsageError('-u/--unlock works on an inherited <fd>: a lock on a file ends when its command exits');
+  const { command, shell } = commandOf(rest, values.command as string | undefined);
+  return {
+    lockPath,
+    mode,
+    command,
+    shell,
+    conflictCode:
+      values['conflict-exit-code'] === undefined
+        ? EXIT.CONFLICT
+        : parseExitCode(values['conflict-exit-code'] as string, '--conflict-exit-code'),
+    nonblock: Boolean(values.nonblock),
+    timeoutS: values.timeout === undefined ? undefined : parseSeconds(values.timeout as string, '--timeout'),
+    primitive: parsePrimitive(
+      values.primitive,
+      (expected) => new UsageError(`--primitive must be ${expected}; got ${JSON.stringify(values.primitive)}`),
+    ),
+    quiet: Boolean(values.quiet),
+    verbose: Boolean(values.verbose),
+    close: Boolean(values.close),
+    allowUnsafeSymlink: Boolean(values['allow-unsafe-symlink']),
+  };
+}
+
 export async function runCommand(argv: string[], io: Io): Promise<number> {
   const { own, rest } = splitAtFirstPositional(argv, RUN_OPTIONS);
   const { values } = parse(own, RUN_OPTIONS);
@@ -219,94 +281,79 @@ export async function runCommand(argv: string[], io: Io): Promise<number> {
   if (/^\d+$/.test(lockPath) && rest.length === 1 && values.command === undefined) {
     return lockDescriptor(Number(lockPath), values, mode, io);
   }
-  if (values.unlock)
-    throw new UsageError('-u/--unlock works on an inherited <fd>: a lock on a file ends when its command exits');
-  let command = rest.slice(1);
-  if (command[0] === '--') command = command.slice(1);
-  let shell = values.command as string | undefined;
-  if (command[0] === '-c' || command[0] === '--command') {
-    if (shell !== undefined) throw new UsageError('-c given twice');
-    if (command.length !== 2) throw new UsageError('-c takes exactly one argument: the shell command, quoted');
-    shell = command[1];
-    command = [];
-  }
-  if (shell !== undefined && command.length > 0) throw new UsageError('give either -c <string> or a command, not both');
-  if (shell === undefined && command.length === 0) throw new UsageError('missing <command>');
-  const conflictCode =
-    values['conflict-exit-code'] === undefined
-      ? EXIT.CONFLICT
-      : parseExitCode(values['conflict-exit-code'] as string, '--conflict-exit-code');
-  const timeoutS = values.timeout === undefined ? undefined : parseSeconds(values.timeout as string, '--timeout');
-  const primitive = parsePrimitive(
-    values.primitive,
-    (expected) => new UsageError(`--primitive must be ${expected}; got ${JSON.stringify(values.primitive)}`),
-  );
-  const quiet = Boolean(values.quiet);
-  const verbose = Boolean(values.verbose) && !quiet;
+  const plan = runPlan(lockPath, rest, values, mode);
   const started = performance.now();
-  const color = useColor(io.stderr);
-  const shown = escapeText(lockPath);
-  const opts = {
-    mode,
-    primitive: primitive as 'auto' | PrimitiveName,
-    allowUnsafeSymlink: Boolean(values['allow-unsafe-symlink']),
-    // On Linux the kernel's lock table names the holder; elsewhere a sidecar
-    // record names the command, by its name only (arguments can hold secrets).
-    ...(platform().lockTable ? {} : { record: { argv: [shell !== undefined ? 'sh' : (command[0] as string)] } }),
-  };
-
   const relay = new SignalRelay();
   try {
-    let held: FileLock | null;
-    try {
-      held = tryLock(lockPath, opts);
-    } catch (err) {
-      return cannotOpen(lockPath, err, io);
-    }
-    if (!held) {
-      if (values.nonblock || timeoutS === 0) {
-        if (!quiet) io.stderr.write(`fslock: ${shown} is locked${holderText(lockPath)}\n`);
-        if (values.verbose) io.stderr.write('fslock: failed to get lock\n');
-        return conflictCode;
-      }
-      if (!quiet) {
-        io.stderr.write(
-          `${paint(color, 'bold', 'Blocking')} waiting for file lock on ${shown}${holderText(lockPath)}\n`,
-        );
-      }
-      try {
-        held = await lock(lockPath, {
-          ...opts,
-          signal: relay.waitAbort.signal,
-          ...(timeoutS === undefined ? {} : { timeout: timeoutS * 1000 }),
-        });
-      } catch (err) {
-        if (relay.pending) return signalExit(relay.pending);
-        if (errorCode(err) === 'ETIMEDOUT') {
-          if (!quiet)
-            io.stderr.write(`fslock: gave up waiting for ${shown} after ${timeoutS} s${holderText(lockPath)}\n`);
-          if (values.verbose) io.stderr.write('fslock: timeout while waiting to get lock\n');
-          return conflictCode;
-        }
-        return cannotOpen(lockPath, err, io);
-      }
-    }
-    if (verbose) {
+    const held = await takeLock(plan, relay, io);
+    if (typeof held === 'number') return held; // an exit status: not held
+    if (plan.verbose && !plan.quiet) {
       io.stderr.write(`fslock: getting lock took ${((performance.now() - started) / 1000).toFixed(6)} seconds\n`);
-      io.stderr.write(`fslock: executing ${escapeText(shell ?? command.join(' '))}\n`);
+      io.stderr.write(`fslock: executing ${escapeText(plan.shell ?? plan.command.join(' '))}\n`);
     }
     try {
       if (relay.pending) return signalExit(relay.pending); // signalled just as the lock came: do not start
-      return await runChild(shell, command, values.close ? null : held.fd, relay, io);
+      return await runChild(plan.shell, plan.command, plan.close ? null : held.fd, relay, io);
     } finally {
       // The command has exited. Close without an explicit unlock, as flock(1)
       // does: a process the command left running in the background with the
       // descriptor keeps the lock (pass -o to prevent that).
-      if (values.close) held.release();
+      if (plan.close) held.release();
       else held.closeKeepingInherited();
     }
   } finally {
     relay.dispose();
+  }
+}
+
+/**
+ * Takes the lock as `plan` says: at once, or after saying (cargo-style) that
+ * it waits and for whom. Returns the lock, or the exit status when it was not
+ * taken (a conflict, a timeout, a signal, a lock file that cannot be opened).
+ */
+async function takeLock(plan: RunPlan, relay: SignalRelay, io: Io): Promise<FileLock | number> {
+  const { lockPath, quiet, timeoutS } = plan;
+  const shown = escapeText(lockPath);
+  const opts = {
+    mode: plan.mode,
+    primitive: plan.primitive,
+    allowUnsafeSymlink: plan.allowUnsafeSymlink,
+    // On Linux the kernel's lock table names the holder; elsewhere a sidecar
+    // record names the command, by its name only (arguments can hold secrets).
+    ...(platform().lockTable
+      ? {}
+      : { record: { argv: [plan.shell !== undefined ? 'sh' : (plan.command[0] as string)] } }),
+  };
+  let held: FileLock | null;
+  try {
+    held = tryLock(lockPath, opts);
+  } catch (err) {
+    return cannotOpen(lockPath, err, io);
+  }
+  if (held) return held;
+  if (plan.timeoutS === 0 || plan.nonblock) {
+    if (!quiet) io.stderr.write(`fslock: ${shown} is locked${holderText(lockPath)}\n`);
+    if (plan.verbose) io.stderr.write('fslock: failed to get lock\n');
+    return plan.conflictCode;
+  }
+  if (!quiet) {
+    const blocking = paint(useColor(io.stderr), 'bold', 'Blocking');
+    io.stderr.write(`${blocking} waiting for file lock on ${shown}${holderText(lockPath)}\n`);
+  }
+  try {
+    return await lock(lockPath, {
+      ...opts,
+      signal: relay.waitAbort.signal,
+      ...(timeoutS === undefined ? {} : { timeout: timeoutS * 1000 }),
+    });
+  } catch (err) {
+    if (relay.pending) return signalExit(relay.pending);
+    if (errorCode(err) === 'ETIMEDOUT') {
+      if (!quiet) io.stderr.write(`fslock: gave up waiting for ${shown} after ${timeoutS} s${holderText(lockPath)}\n`);
+      if (plan.verbose) io.stderr.write('fslock: timeout while waiting to get lock\n');
+      return plan.conflictCode;
+    }
+    return cannotOpen(lockPath, err, io);
   }
 }
 

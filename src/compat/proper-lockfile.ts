@@ -218,76 +218,87 @@ function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
       const probe = probeMarker(marker);
       if (probe.state === 'live') return { busy: 'fslock', marker };
       if (probe.state === 'dead') {
-        // Its holder is gone: take the artefact over now, no staleness wait;
-        // but delete only a marker (empty, and the very file probed): whatever
-        // else is there is not ours, and the lock counts as held.
-        let removed = false;
-        try {
-          removed = unlinkIfHeld(marker, probe.lock!.identity);
-          if (removed) yield ['rmdir', dir];
-        } catch (e) {
-          if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
-        } finally {
-          probe.lock!.release();
-        }
-        if (!removed) return { busy: 'upstream' };
+        if (!(yield* takeOverDeadG(dir, marker, probe.lock!))) return { busy: 'upstream' };
         continue;
       }
       // No marker: a real proper-lockfile holder (or an fslock one an instant
       // before it places its marker). Upstream's staleness rule applies.
       if (recheck) return { busy: 'upstream' };
-      let stat: nodeFs.Stats;
-      try {
-        stat = (yield ['stat', dir]) as nodeFs.Stats;
-      } catch (e) {
-        // Something is there that is no directory one can stat (a dangling
-        // symlink): held, as upstream answers, never a reason to spin.
-        if (errorCode(e) === 'ENOENT') {
-          recheck = true;
-          continue;
-        }
-        throw e;
-      }
-      if (stat.mtime.getTime() >= Date.now() - o.stale) return { busy: 'upstream' };
-      try {
-        yield ['rmdir', dir];
-      } catch (e) {
-        if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
-      }
+      const stale = yield* upstreamStaleG(dir, o);
+      if (stale === 'fresh') return { busy: 'upstream' };
+      if (stale === 'vanished') recheck = true;
       continue;
     }
-    // The directory is ours; put the locked marker in it.
-    let kernel: FileLock;
-    try {
-      kernel = placeLocked(marker, 'rename', false);
-    } catch (err) {
-      if (errorCode(err) === 'ENOENT') continue; // removed under us: start again
-      try {
-        yield ['rmdir', dir];
-      } catch {
-        // leave it to the staleness rule
-      }
-      throw err;
-    }
-    // as upstream, look at the new directory once (its mtime is what a real
-    // proper-lockfile process will judge staleness by)
-    try {
-      yield ['stat', dir];
-    } catch {
-      // not needed for the lock itself
-    }
-    const held: Held = {
-      dir,
-      marker,
-      kernel,
-      identity: kernel.identity,
-      options: o,
-      timer: null,
-      released: false,
-      mode,
-    };
-    return { held };
+    const held = yield* placeMarkerG(dir, marker, o, mode);
+    if (held) return { held };
   }
+}
+
+/**
+ * A marker whose holder is gone (`probeLock` holds it now): take the
+ * artefact over at once, no staleness wait; but delete only a marker (empty,
+ * and the very file probed): whatever else is there is not ours, and the
+ * lock counts as held (false).
+ */
+function* takeOverDeadG(dir: string, marker: string, probeLock: FileLock): FsRun<boolean> {
+  let removed = false;
+  try {
+    removed = unlinkIfHeld(marker, probeLock.identity);
+    if (removed) yield ['rmdir', dir];
+  } catch (e) {
+    if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
+  } finally {
+    probeLock.release();
+  }
+  return removed;
+}
+
+/**
+ * Upstream's staleness rule for a lock directory without a marker: 'fresh'
+ * (held), 'removed' (stale, and removed: try again) or 'vanished' (gone while
+ * looked at: try once more, without this check).
+ */
+function* upstreamStaleG(dir: string, o: Normalized): FsRun<'fresh' | 'removed' | 'vanished'> {
+  let stat: nodeFs.Stats;
+  try {
+    stat = (yield ['stat', dir]) as nodeFs.Stats;
+  } catch (e) {
+    // Something is there that is no directory one can stat (a dangling
+    // symlink): held, as upstream answers, never a reason to spin.
+    if (errorCode(e) === 'ENOENT') return 'vanished';
+    throw e;
+  }
+  if (stat.mtime.getTime() >= Date.now() - o.stale) return 'fresh';
+  try {
+    yield ['rmdir', dir];
+  } catch (e) {
+    if (errorCode(e) !== 'ENOENT' && errorCode(e) !== 'ENOTEMPTY') throw e;
+  }
+  return 'removed';
+}
+
+/** The directory is ours: put the locked marker in it. Null when it was removed under us (start again). */
+function* placeMarkerG(dir: string, marker: string, o: Normalized, mode: Mode): FsRun<Held | null> {
+  let kernel: FileLock;
+  try {
+    kernel = placeLocked(marker, 'rename', false);
+  } catch (err) {
+    if (errorCode(err) === 'ENOENT') return null;
+    try {
+      yield ['rmdir', dir];
+    } catch {
+      // leave it to the staleness rule
+    }
+    throw err;
+  }
+  // as upstream, look at the new directory once (its mtime is what a real
+  // proper-lockfile process will judge staleness by)
+  try {
+    yield ['stat', dir];
+  } catch {
+    // not needed for the lock itself
+  }
+  return { dir, marker, kernel, identity: kernel.identity, options: o, timer: null, released: false, mode };
 }
 
 function compromised(file: string, held: Held, err: Error): void {

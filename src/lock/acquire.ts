@@ -7,7 +7,7 @@ import { performance } from 'perf_hooks';
 import { binding } from '../binding.js';
 import { abortError, deadlockError } from '../errors.js';
 import type { ParsedLockOptions } from '../options.js';
-import { strategyFor, typeOf } from '../strategy.js';
+import { strategyFor, typeOf, type LockStrategy } from '../strategy.js';
 import type { LockTraceContext } from '../trace.js';
 import type { WaitOutcome } from '../wait.js';
 import {
@@ -20,8 +20,9 @@ import {
 } from './attempt.js';
 import { FileLock } from './file-lock.js';
 import { heldByThisThread, noteHeld, waitContext } from './held.js';
-import { lineKey, lines, serveLine, waitInLine } from './line.js';
+import { lineKey, lines, serveLine, waitInLine, type Line } from './line.js';
 
+/** Takes the lock, waiting in this thread's line and in the kernel while it is held elsewhere. */
 export async function acquire(
   path: string,
   options: ParsedLockOptions,
@@ -29,7 +30,7 @@ export async function acquire(
 ): Promise<FileLock | null> {
   if (options.signal?.aborted) throw abortError(path, options.signal.reason, 'before');
   const strategy = strategyFor(options.primitive, options.range, path);
-  let attempt = openAndTry(path, options, strategy);
+  const attempt = openAndTry(path, options, strategy);
   if (attempt instanceof FileLock) return attempt;
   if (options.timeout === 0) failHeldElsewhere(path, attempt);
   if (trace) trace.waited = true;
@@ -41,19 +42,48 @@ export async function acquire(
     closeAttempt(attempt);
     throw err;
   }
+  const place = await takePlaceInLine(path, options, strategy, attempt, identity, deadline);
+  if (place instanceof FileLock) return place;
+  return waitInKernel(path, options, strategy, place.line, place.contended, identity, deadline);
+}
+
+/**
+ * This thread's line for the lock: behind someone of this thread who waits
+ * already (without a descriptor or thread of our own), until served the lock
+ * or made the one that waits in the kernel; or at its head at once.
+ */
+async function takePlaceInLine(
+  path: string,
+  options: ParsedLockOptions,
+  strategy: LockStrategy,
+  attempt: Contended,
+  identity: string,
+  deadline: number,
+): Promise<FileLock | { line: Line; contended: Contended }> {
   const key = lineKey(identity, strategy, options.range);
   let line = lines.get(key);
   if (line && (line.active || line.tickets.length > 0)) {
-    closeAttempt(attempt); // someone of this thread is ahead: wait behind them, without a descriptor or thread of our own
+    closeAttempt(attempt);
     const got = await waitInLine(line, path, options, strategy, deadline);
     if (got instanceof FileLock) return got;
-    attempt = got; // made the kernel waiter (serveLine set line.active)
-  } else if (line) {
-    line.active = true;
-  } else {
-    lines.set(key, (line = { key, active: true, tickets: [] }));
+    return { line, contended: got }; // made the kernel waiter (serveLine set line.active)
   }
-  let contended: Contended = attempt;
+  if (line) line.active = true;
+  else lines.set(key, (line = { key, active: true, tickets: [] }));
+  return { line, contended: attempt };
+}
+
+/** Waits in the kernel, step by step, as the head of `line`, until the lock is held (or the wait fails). */
+async function waitInKernel(
+  path: string,
+  options: ParsedLockOptions,
+  strategy: LockStrategy,
+  line: Line,
+  first: Contended,
+  identity: string,
+  deadline: number,
+): Promise<FileLock | null> {
+  let contended = first;
   const ctx = waitContext(
     path,
     options.timeout,
@@ -82,22 +112,23 @@ export async function acquire(
         serveLine(line);
         return null;
       }
+      let next: FileLock | Contended;
       if (ready !== null && outcome?.state === -1 && outcome.identity === identity) {
         noteHeld(identity, 1);
         ready.startClock();
-        attempt = ready;
+        next = ready;
       } else {
-        attempt = continueAfterGrant(path, options, strategy, contended, outcome);
+        next = continueAfterGrant(path, options, strategy, contended, outcome);
       }
-      if (attempt instanceof FileLock) {
+      if (next instanceof FileLock) {
         // The rest of the line is served when this lock is released; shared
         // waiters right behind a shared lock come in now.
         line.active = false;
         if (options.mode === 'shared') serveLine(line);
-        else if (line.tickets.length === 0) lines.delete(key);
-        return attempt;
+        else if (line.tickets.length === 0) lines.delete(line.key);
+        return next;
       }
-      contended = attempt;
+      contended = next;
     }
   } catch (err) {
     line.active = false;

@@ -354,58 +354,229 @@ export async function connectLocks(config: ConnectOptions | string = {}): Promis
     // an idle connection broke: the pool drops it; held locks watch their own connection
   });
   try {
-    const c = await checkOut(pool);
-    try {
-      await c.query('BEGIN');
-      await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [SETUP_KEY.toString()]);
-      await c.query(`CREATE TABLE IF NOT EXISTS ${table} (name text PRIMARY KEY, token bigint NOT NULL)`);
-      await c.query('COMMIT');
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      giveBack(c);
-    }
+    await createTokenTable(pool, table);
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw err;
   }
+  return new PgLocks(pool, table, tag);
+}
 
-  const held = new Set<HeldLock>();
-  let closed = false;
+/** The fencing-token table, created once, whoever connects first (under an advisory transaction lock). */
+async function createTokenTable(pool: PgPool, table: string): Promise<void> {
+  const c = await checkOut(pool);
+  try {
+    await c.query('BEGIN');
+    await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [SETUP_KEY.toString()]);
+    await c.query(`CREATE TABLE IF NOT EXISTS ${table} (name text PRIMARY KEY, token bigint NOT NULL)`);
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    giveBack(c);
+  }
+}
 
-  const assertOpen = () => {
-    if (closed) throw new FslockError('ERR_LOCKS_CLOSED', 'fslock/postgres: close() was called on these locks');
-  };
+/** How one wait in the server's queue is ended early (timeout, abort, a cycle). */
+interface WaitEnd {
+  /** Why it ended, once it has. */
+  error: FslockError | null;
+  /** The termination of its session, to await before reporting. */
+  terminated: Promise<unknown>;
+  end(err: FslockError): void;
+}
 
-  /** Fencing token of a grant, on the connection that holds the lock. */
-  const nextToken = async (client: PgClient, name: string): Promise<bigint> => {
-    const r = await client.query(
-      `INSERT INTO ${table} AS t (name, token) VALUES ($1, 1)
-       ON CONFLICT (name) DO UPDATE SET token = t.token + 1 RETURNING token`,
-      [name],
+class PgLocks implements Locks {
+  readonly #pool: PgPool;
+  readonly #table: string;
+  /** This instance's tag in its sessions' application_name (deadlock detection). */
+  readonly #tag: string;
+  readonly #held = new Set<HeldLock>();
+  #closed = false;
+
+  constructor(pool: PgPool, table: string, tag: string) {
+    this.#pool = pool;
+    this.#table = table;
+    this.#tag = tag;
+    // usable detached, as the object literal it replaces was: const { lock } = locks
+    this.lock = this.lock.bind(this);
+    this.tryLock = this.tryLock.bind(this);
+    this.withLock = this.withLock.bind(this);
+    this.inspect = this.inspect.bind(this);
+    this.close = this.close.bind(this);
+  }
+
+  async lock(name: string, options?: PgLockOptions): Promise<PgLock> {
+    this.#assertOpen();
+    checkName(name);
+    const opts = checkOptionsObject(options, LOCK_OPTIONS);
+    const mode = parseMode(opts.mode);
+    const timeout = parseTimeout(opts.timeout);
+    const signal = parseSignal(opts.signal);
+    if (opts.deadlock !== undefined && typeof opts.deadlock !== 'boolean') {
+      throw invalidArgType('options.deadlock', 'of type boolean', opts.deadlock);
+    }
+    if (signal?.aborted) throw abortError(name, signal.reason, 'before');
+    const first = await this.#firstTry(name, mode);
+    if (!('query' in first)) return first;
+    if (timeout === 0) {
+      giveBack(first);
+      throw heldElsewhereError(name);
+    }
+    await this.#waitOnServer(first, name, mode, timeout, signal, opts.deadlock !== false);
+    return this.#grant(first, name, mode);
+  }
+
+  async tryLock(name: string, options?: Omit<PgLockOptions, 'timeout' | 'signal'>): Promise<PgLock | null> {
+    this.#assertOpen();
+    checkName(name);
+    const mode = parseMode(checkOptionsObject(options, TRY_OPTIONS).mode);
+    const first = await this.#firstTry(name, mode);
+    if (!('query' in first)) return first;
+    giveBack(first);
+    return null;
+  }
+
+  async withLock<T>(name: string, fn: (lock: PgLock) => T | Promise<T>, options?: PgLockOptions): Promise<T> {
+    if (typeof fn !== 'function') throw invalidArgType('fn', 'of type function', fn);
+    const l = await this.lock(name, options);
+    try {
+      return await fn(l);
+    } finally {
+      await l.release();
+    }
+  }
+
+  async inspect(name: string): Promise<PgLockInfo> {
+    this.#assertOpen();
+    checkName(name);
+    const key = BigInt.asUintN(64, lockKey(name));
+    const r = await this.#pool.query(
+      `SELECT l.pid, l.mode, l.granted, a.application_name, a.client_addr::text AS addr, a.client_port
+         FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1`,
+      [(key >> 32n).toString(), (key & 0xffffffffn).toString()],
     );
-    return BigInt(r.rows[0]!.token as string);
-  };
+    const granted = r.rows.filter((x) => x.granted === true);
+    const holders = granted.map((x) => ({
+      pid: Number(x.pid),
+      application: String(x.application_name ?? ''),
+      client: x.addr ? `${String(x.addr)}:${String(x.client_port)}` : 'local',
+    }));
+    const exclusive = granted.some((x) => x.mode === 'ExclusiveLock');
+    return {
+      name,
+      held: granted.length > 0,
+      mode: granted.length === 0 ? null : exclusive ? 'exclusive' : 'shared',
+      holders,
+      waiting: r.rows.length - granted.length,
+    };
+  }
 
-  const grant = async (client: PgClient, name: string, mode: LockMode): Promise<PgLock> => {
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all([...this.#held].map((l) => l.release()));
+    await this.#pool.end();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new FslockError('ERR_LOCKS_CLOSED', 'fslock/postgres: close() was called on these locks');
+  }
+
+  /** One try on a connection of its own: the lock, or (held elsewhere) that connection, still checked out. */
+  async #firstTry(name: string, mode: LockMode): Promise<PgLock | PgClient> {
+    const client = await checkOut(this.#pool);
+    try {
+      const fn = mode === 'shared' ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
+      const r = await client.query(`SELECT ${fn}($1::bigint) AS ok`, [lockKey(name).toString()]);
+      if (r.rows[0]?.ok === true) return await this.#grant(client, name, mode);
+    } catch (err) {
+      giveBack(client, true);
+      throw err;
+    }
+    return client;
+  }
+
+  /** The lock `client` holds now: its fencing token, taken on that connection. */
+  async #grant(client: PgClient, name: string, mode: LockMode): Promise<PgLock> {
     let token: bigint;
     try {
-      token = await nextToken(client, name);
+      const r = await client.query(
+        `INSERT INTO ${this.#table} AS t (name, token) VALUES ($1, 1)
+         ON CONFLICT (name) DO UPDATE SET token = t.token + 1 RETURNING token`,
+        [name],
+      );
+      token = BigInt(r.rows[0]!.token as string);
     } catch (err) {
       giveBack(client, true); // the lock goes with the connection
       throw err;
     }
-    const l: HeldLock = new HeldLock(name, mode, token, client, () => held.delete(l));
-    held.add(l);
+    const l: HeldLock = new HeldLock(name, mode, token, client, () => this.#held.delete(l));
+    this.#held.add(l);
     return l;
-  };
+  }
+
+  /**
+   * Waits in the server's queue on `client` until granted. A timeout, an
+   * abort or a cycle ends the wait by terminating its session
+   * (pg_terminate_backend, from another connection): the server drops the
+   * waiter, or the lock if it was granted at that instant. Closing the socket
+   * alone would not do: a backend waiting for a lock does not read from its client.
+   */
+  async #waitOnServer(
+    client: PgClient,
+    name: string,
+    mode: LockMode,
+    timeout: number,
+    signal: AbortSignal | undefined,
+    detect: boolean,
+  ): Promise<void> {
+    const pool = this.#pool;
+    const w: WaitEnd = {
+      error: null,
+      terminated: Promise.resolve(),
+      end(err) {
+        if (w.error) return;
+        w.error = err;
+        const pid = client.processID;
+        if (pid) w.terminated = pool.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => undefined);
+        giveBack(client, true);
+      },
+    };
+    const timer =
+      timeout === Infinity
+        ? undefined
+        : setTimeout(() => w.end(timeoutError(name, timeout)), Math.min(timeout, 2 ** 31 - 1));
+    const onAbort = () => w.end(abortError(name, signal?.reason, 'while'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const checker = detect ? setInterval(() => void this.#checkCycle(client, name, w), DEADLOCK_CHECK_MS) : undefined;
+    const fn = mode === 'shared' ? 'pg_advisory_lock_shared' : 'pg_advisory_lock';
+    try {
+      await client.query(`SELECT ${fn}($1::bigint)`, [lockKey(name).toString()]);
+    } catch (err) {
+      if (!w.error) {
+        giveBack(client, true);
+        if (errorCode(err) === '40P01') throw deadlockError(name, 'found by the server', err);
+        throw err;
+      }
+    } finally {
+      if (timer) clearTimeout(timer);
+      if (checker) clearInterval(checker);
+      signal?.removeEventListener('abort', onAbort);
+    }
+    if (w.error) {
+      await w.terminated; // (granted as the wait ended: the terminated session took the lock with it)
+      throw w.error;
+    }
+  }
 
   /** One look for a cycle through this instance; ends the wait on `client` if it is the victim. */
-  const checkCycle = async (client: PgClient, name: string, end: (err: FslockError) => void): Promise<void> => {
+  async #checkCycle(client: PgClient, name: string, w: WaitEnd): Promise<void> {
     let r: PgQueryResult;
     try {
-      r = await pool.query(
+      r = await this.#pool.query(
         `SELECT l.pid, l.granted, l.mode, l.classid::text || ':' || l.objid::text AS key,
                 coalesce(a.application_name, '') AS app, extract(epoch FROM a.query_start) AS since
            FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
@@ -423,8 +594,7 @@ export async function connectLocks(config: ConnectOptions | string = {}): Promis
       node: nodeOf(String(x.app), Number(x.pid)),
       since: Number(x.since ?? 0),
     }));
-    const me = `fslock#${tag}`;
-    const cycle = findCycle(rows, me);
+    const cycle = findCycle(rows, `fslock#${this.#tag}`);
     if (!cycle) return;
     const members = new Set(cycle);
     const waits = rows.filter((x) => !x.granted && members.has(x.node) && x.node.startsWith('fslock#'));
@@ -432,147 +602,8 @@ export async function connectLocks(config: ConnectOptions | string = {}): Promis
     if (victim?.pid !== client.processID) return;
     const who = cycle.map((n) => {
       const row = rows.find((x) => x.node === n);
-      return n.startsWith('fslock#')
-        ? `${row?.app ?? n} (session ${row?.pid})`
-        : `${row?.app || 'a client'} (session ${row?.pid})`;
+      return `${row?.app || 'a client'} (session ${row?.pid})`;
     });
-    end(deadlockError(name, `${[...who, who[0]].join(' waits for ')}`));
-  };
-
-  const tryOn = async (client: PgClient, name: string, mode: LockMode): Promise<boolean> => {
-    const fn = mode === 'shared' ? 'pg_try_advisory_lock_shared' : 'pg_try_advisory_lock';
-    const r = await client.query(`SELECT ${fn}($1::bigint) AS ok`, [lockKey(name).toString()]);
-    return r.rows[0]?.ok === true;
-  };
-
-  /** One try on a connection of its own: the lock, or (held elsewhere) that connection, still checked out. */
-  const firstTry = async (name: string, mode: LockMode): Promise<PgLock | PgClient> => {
-    const client = await checkOut(pool);
-    try {
-      if (await tryOn(client, name, mode)) return await grant(client, name, mode);
-    } catch (err) {
-      giveBack(client, true);
-      throw err;
-    }
-    return client;
-  };
-
-  const api: Locks = {
-    async lock(name, options) {
-      assertOpen();
-      checkName(name);
-      const opts = checkOptionsObject(options, LOCK_OPTIONS);
-      const mode = parseMode(opts.mode);
-      const timeout = parseTimeout(opts.timeout);
-      const signal = parseSignal(opts.signal);
-      if (opts.deadlock !== undefined && typeof opts.deadlock !== 'boolean') {
-        throw invalidArgType('options.deadlock', 'of type boolean', opts.deadlock);
-      }
-      if (signal?.aborted) throw abortError(name, signal.reason, 'before');
-      const first = await firstTry(name, mode);
-      if (!('query' in first)) return first;
-      const client = first;
-      if (timeout === 0) {
-        giveBack(client);
-        throw heldElsewhereError(name);
-      }
-      // Wait in the server's queue. A timeout or an abort ends the wait by
-      // terminating its session (pg_terminate_backend, from another
-      // connection): the server drops the waiter, or the lock if it was
-      // granted at that instant. Closing the socket alone would not do: a
-      // backend waiting for a lock does not read from its client.
-      let ended: FslockError | null = null;
-      let terminated: Promise<unknown> = Promise.resolve();
-      const end = (err: FslockError) => {
-        if (ended) return;
-        ended = err;
-        const pid = client.processID;
-        terminated = pid ? pool.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => undefined) : terminated;
-        giveBack(client, true);
-      };
-      const timer =
-        timeout === Infinity
-          ? undefined
-          : setTimeout(() => end(timeoutError(name, timeout)), Math.min(timeout, 2 ** 31 - 1));
-      const onAbort = () => end(abortError(name, signal?.reason, 'while'));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const checker =
-        opts.deadlock === false ? undefined : setInterval(() => void checkCycle(client, name, end), DEADLOCK_CHECK_MS);
-      const fn = mode === 'shared' ? 'pg_advisory_lock_shared' : 'pg_advisory_lock';
-      try {
-        await client.query(`SELECT ${fn}($1::bigint)`, [lockKey(name).toString()]);
-      } catch (err) {
-        if (ended) {
-          await terminated;
-          throw ended;
-        }
-        giveBack(client, true);
-        if (errorCode(err) === '40P01') throw deadlockError(name, 'found by the server', err);
-        throw err;
-      } finally {
-        if (timer) clearTimeout(timer);
-        if (checker) clearInterval(checker);
-        signal?.removeEventListener('abort', onAbort);
-      }
-      if (ended) {
-        await terminated; // granted as the wait ended: the terminated session took the lock with it
-        throw ended;
-      }
-      return grant(client, name, mode);
-    },
-
-    async tryLock(name, options) {
-      assertOpen();
-      checkName(name);
-      const mode = parseMode(checkOptionsObject(options, TRY_OPTIONS).mode);
-      const first = await firstTry(name, mode);
-      if (!('query' in first)) return first;
-      giveBack(first);
-      return null;
-    },
-
-    async withLock(name, fn, options) {
-      if (typeof fn !== 'function') throw invalidArgType('fn', 'of type function', fn);
-      const l = await api.lock(name, options);
-      try {
-        return await fn(l);
-      } finally {
-        await l.release();
-      }
-    },
-
-    async inspect(name) {
-      assertOpen();
-      checkName(name);
-      const key = BigInt.asUintN(64, lockKey(name));
-      const r = await pool.query(
-        `SELECT l.pid, l.mode, l.granted, a.application_name, a.client_addr::text AS addr, a.client_port
-           FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-          WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1`,
-        [(key >> 32n).toString(), (key & 0xffffffffn).toString()],
-      );
-      const granted = r.rows.filter((x) => x.granted === true);
-      const holders = granted.map((x) => ({
-        pid: Number(x.pid),
-        application: String(x.application_name ?? ''),
-        client: x.addr ? `${String(x.addr)}:${String(x.client_port)}` : 'local',
-      }));
-      const exclusive = granted.some((x) => x.mode === 'ExclusiveLock');
-      return {
-        name,
-        held: granted.length > 0,
-        mode: granted.length === 0 ? null : exclusive ? 'exclusive' : 'shared',
-        holders,
-        waiting: r.rows.length - granted.length,
-      };
-    },
-
-    async close() {
-      if (closed) return;
-      closed = true;
-      await Promise.all([...held].map((l) => l.release()));
-      await pool.end();
-    },
-  };
-  return api;
+    w.end(deadlockError(name, `${[...who, who[0]].join(' waits for ')}`));
+  }
 }

@@ -145,12 +145,11 @@ class Lab {
 
 const asExclusion = (r: Rep): Outcome => (r.error ? r.error : r.ok ? 'not excluded' : 'excluded');
 
-async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): Promise<Record<string, Outcome>> {
+/** Who a held lock excludes: a second open() here, a worker thread, another process. */
+async function exclusion(prim: Prim, lab: Lab, other: Helper, worker: Helper): Promise<Record<string, Outcome>> {
   const P = PRIMITIVES[prim];
   const out: Record<string, Outcome> = {};
   const EX = C.EXCLUSIVE;
-  const SH = C.SHARED;
-
   {
     const f = lab.file();
     const fd1 = lab.hold(prim, f);
@@ -174,6 +173,14 @@ async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): P
     out.otherProcess = asExclusion(await other.call({ op: 'try', primitive: P, path: f, type: EX }));
     binding.close(fd);
   }
+  return out;
+}
+
+/** What a child that inherits the locked descriptor holds, and what its unlock does. */
+async function inheritance(prim: Prim, lab: Lab, other: Helper): Promise<Record<string, Outcome>> {
+  const P = PRIMITIVES[prim];
+  const out: Record<string, Outcome> = {};
+  const EX = C.EXCLUSIVE;
   if (platform().unixDescriptors) {
     {
       const f = lab.file();
@@ -199,6 +206,15 @@ async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): P
     out.inheritedChild = 'n/a';
     out.childUnlock = 'n/a';
   }
+  return out;
+}
+
+/** Closing another descriptor of the file, read-only and directory descriptors. */
+async function descriptorRules(prim: Prim, lab: Lab, other: Helper): Promise<Record<string, Outcome>> {
+  const P = PRIMITIVES[prim];
+  const out: Record<string, Outcome> = {};
+  const EX = C.EXCLUSIVE;
+  const SH = C.SHARED;
   {
     const f = lab.file();
     const fd1 = lab.hold(prim, f);
@@ -231,6 +247,15 @@ async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): P
   } else {
     out.directory = 'n/a';
   }
+  return out;
+}
+
+/** Byte ranges, and what a refused shared-to-exclusive upgrade leaves. */
+async function rangesAndUpgrades(prim: Prim, lab: Lab, other: Helper): Promise<Record<string, Outcome>> {
+  const P = PRIMITIVES[prim];
+  const out: Record<string, Outcome> = {};
+  const EX = C.EXCLUSIVE;
+  const SH = C.SHARED;
   {
     const f = lab.file();
     const fd = lab.hold(prim, f, EX, 0, 10);
@@ -253,6 +278,16 @@ async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): P
     binding.close(fd);
   }
   return out;
+}
+
+/** What a lock of `prim` does, cell by cell (each cell with a fresh file and holder). */
+async function ownership(prim: Prim, lab: Lab, other: Helper, worker: Helper): Promise<Record<string, Outcome>> {
+  return {
+    ...(await exclusion(prim, lab, other, worker)),
+    ...(await inheritance(prim, lab, other)),
+    ...(await descriptorRules(prim, lab, other)),
+    ...(await rangesAndUpgrades(prim, lab, other)),
+  };
 }
 
 async function crossPrimitive(

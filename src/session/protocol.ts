@@ -554,12 +554,28 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
   const o = parseSessionOptions(options, ['gcAge', 'now', 'primitive', 'strict', 'copy']);
   await mkdirp(crateDir);
   const real = await canonicalCrateDir(crateDir);
+  const { prefix, lock } = await allocate(real, o);
+  const working = join(real, `${prefix}-${WORKING_TAG}`);
+  // 2. Seed from the newest finalized directory that can be read: completely,
+  //    or not at all (the session is then given back and the error thrown).
+  const stats: SessionStats = { linked: 0, copied: 0, skipped: 0 };
+  let source: string | null;
+  try {
+    source = await seed(real, working, o, stats);
+  } catch (err) {
+    throw await giveBackFailedSeed(real, prefix, lock, err);
+  }
+  const session = new Session(real, prefix, lock, source, stats, o);
+  if (sessionOpenChannel.hasSubscribers) {
+    sessionOpenChannel.publish({ crateDir: real, path: session.path, source, stats: { ...stats } });
+  }
+  return session;
+}
 
-  // 1. Allocate: lock first, then create the directory.
-  let prefix = '';
-  let lock: FileLock | null = null;
-  for (let attempt = 0; !lock; attempt++) {
-    prefix = newPrefix(nowMicros(o.now));
+/** 1. Allocate a session name: its lock first, then its working directory. */
+async function allocate(real: string, o: ParsedSessionOptions): Promise<{ prefix: string; lock: FileLock }> {
+  for (let attempt = 0; ; attempt++) {
+    const prefix = newPrefix(nowMicros(o.now));
     const l = tryLock(join(real, prefix + LOCK_SUFFIX), { primitive: o.primitive, keepOpen: false });
     if (!l) {
       if (attempt > 100) throw new FslockError('EEXIST', `cannot allocate a session name in ${real}`, { path: real });
@@ -569,47 +585,30 @@ export async function openSession(crateDir: string, options?: SessionOptions): P
       checkFilesystem(l, real, o.strict);
       markLiveSession(real, prefix, true);
       await fsops.mkdir(join(real, `${prefix}-${WORKING_TAG}`));
-      lock = l;
+      return { prefix, lock: l };
     } catch (err) {
       markLiveSession(real, prefix, false);
       await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch(() => undefined);
       l.release();
-      if (errorCode(err) === 'EEXIST') continue;
-      throw err;
+      if (errorCode(err) !== 'EEXIST') throw err;
     }
   }
-  const working = join(real, `${prefix}-${WORKING_TAG}`);
+}
 
-  // 2. Seed from the newest finalized directory that can be read: completely,
-  //    or not at all (the session is then given back and the error thrown).
-  const stats: SessionStats = { linked: 0, copied: 0, skipped: 0 };
-  let source: string | null;
-  try {
-    source = await seed(real, working, o, stats);
-  } catch (err) {
-    const cleanup: unknown[] = [];
-    await removeDirAtomically(working).catch((e: unknown) => cleanup.push(e));
-    await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch((e: unknown) => cleanup.push(e));
-    markLiveSession(real, prefix, false);
-    lock.release();
-    const code = errorCode(err) ?? 'EIO';
-    throw new FslockError(
-      code,
-      `${(err as Error).message} (seeding the new session ${working} from the newest ` +
-        `finalized session in ${real} failed; the session was removed${cleanup.length ? ' as far as possible' : ''} and ` +
-        'no existing session was changed. Free space or fix permissions, then open a session again.)',
-      {
-        path: working,
-        ...(typeof (err as { syscall?: unknown }).syscall === 'string'
-          ? { syscall: (err as { syscall: string }).syscall }
-          : {}),
-        cause: err,
-      },
-    );
-  }
-  const session = new Session(real, prefix, lock, source, stats, o);
-  if (sessionOpenChannel.hasSubscribers) {
-    sessionOpenChannel.publish({ crateDir: real, path: session.path, source, stats: { ...stats } });
-  }
-  return session;
+/** A seed failed: remove the new session (directory, then lock file), and say so in the error returned. */
+async function giveBackFailedSeed(real: string, prefix: string, lock: FileLock, err: unknown): Promise<FslockError> {
+  const working = join(real, `${prefix}-${WORKING_TAG}`);
+  const cleanup: unknown[] = [];
+  await removeDirAtomically(working).catch((e: unknown) => cleanup.push(e));
+  await unlinkLockFile(join(real, prefix + LOCK_SUFFIX)).catch((e: unknown) => cleanup.push(e));
+  markLiveSession(real, prefix, false);
+  lock.release();
+  const syscall = (err as { syscall?: unknown }).syscall;
+  return new FslockError(
+    errorCode(err) ?? 'EIO',
+    `${(err as Error).message} (seeding the new session ${working} from the newest ` +
+      `finalized session in ${real} failed; the session was removed${cleanup.length ? ' as far as possible' : ''} and ` +
+      'no existing session was changed. Free space or fix permissions, then open a session again.)',
+    { path: working, ...(typeof syscall === 'string' ? { syscall } : {}), cause: err },
+  );
 }
