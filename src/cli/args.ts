@@ -5,6 +5,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'util';
 import { UsageError } from './errors.js';
+import { errorCode } from '../errors.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 
@@ -12,20 +13,21 @@ export function parse(argv: string[], options: OptionSpec) {
   try {
     return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(usageMessage(err as Error & { code?: string }));
+    throw new UsageError(usageMessage(err as Error));
   }
 }
 
 /** parseArgs' errors, said the way command-line users expect. */
-function usageMessage(err: Error & { code?: string }): string {
+function usageMessage(err: Error): string {
   const quoted = /'([^']*)'/.exec(err.message)?.[1];
-  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted) return `unknown option ${quoted}`;
-  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && quoted) {
+  const code = errorCode(err);
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && quoted) return `unknown option ${quoted}`;
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && quoted) {
     return /argument missing/.test(err.message)
       ? `option ${quoted.replace(/ <value>$/, '')} needs a value`
       : `bad value for ${quoted}`;
   }
-  if (err.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return `unexpected argument ${quoted ?? ''}`.trim();
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return `unexpected argument ${quoted ?? ''}`.trim();
   return err.message;
 }
 

@@ -6,7 +6,7 @@
  * own modules, not the session collector's or the probe's.
  */
 import { EXIT } from './errors.js';
-import { escapeText } from '../errors.js';
+import { errorCode, escapeText } from '../errors.js';
 import type { Io } from './format.js';
 
 export const USAGE = `usage: fslock <command> [options]
@@ -113,14 +113,15 @@ export async function main(
     cmd = await COMMANDS[name]!();
     return await cmd.run(args, io);
   } catch (err) {
-    const e = err as Error & { code?: string };
+    const e = err as Error;
+    const code = errorCode(err);
     // by code, not instanceof: `run` comes from its bundle, with a UsageError class of its own
-    if (e.code === 'ERR_USAGE') {
+    if (code === 'ERR_USAGE') {
       const what = name === first ? `fslock ${name}` : 'fslock';
       io.stderr.write(`${what}: ${e.message}\nTry '${what} --help' for more information.\n`);
       return EXIT.USAGE;
     }
     io.stderr.write(`fslock ${escapeText(name)}: ${e.message}\n`);
-    return e.code?.startsWith('ERR_INVALID_ARG') ? EXIT.USAGE : name === 'run' ? EXIT.SOFTWARE : EXIT.FAILURE;
+    return code?.startsWith('ERR_INVALID_ARG') ? EXIT.USAGE : name === 'run' ? EXIT.SOFTWARE : EXIT.FAILURE;
   }
 }

@@ -375,7 +375,11 @@ function runChild(
       // flock(1): "failed to execute <cmd>: <reason>", EX_UNAVAILABLE, whatever the reason
       const name = escapeText(shell ?? (command[0] as string));
       const why =
-        err.code === 'ENOENT' ? 'No such file or directory' : err.code === 'EACCES' ? 'Permission denied' : err.message;
+        errorCode(err) === 'ENOENT'
+          ? 'No such file or directory'
+          : errorCode(err) === 'EACCES'
+            ? 'Permission denied'
+            : err.message;
       io.stderr.write(`fslock: failed to execute ${name}: ${why}\n`);
       resolve(EXIT.UNAVAILABLE);
     });

@@ -223,10 +223,9 @@ export class Session {
       await retryTransient(() => fsops.rename(this.#path, finalPath));
     } catch (err) {
       this.#busy = false;
-      const e = err as Error & { code?: string };
       throw new FslockError(
-        e.code ?? 'EIO',
-        `${e.message} (finalizing session ${this.#path} as ${finalPath}; ` +
+        errorCode(err) ?? 'EIO',
+        `${(err as Error).message} (finalizing session ${this.#path} as ${finalPath}; ` +
           'the session is still open: retry finalize() or abandon() it)',
         { path: this.#path, cause: err },
       );
@@ -242,7 +241,6 @@ export class Session {
       const o = this.#options;
       this.gcReport = await collectIn(this.crateDir, o.gcAge, nowMicros(o.now), false, o.primitive);
     } catch (err) {
-      const e = err as Error & { code?: string };
       this.gcReport = {
         deleted: [],
         wouldDelete: [],
@@ -250,7 +248,7 @@ export class Session {
         kept: [],
         skipped: null,
         crateDirs: [],
-        errors: [{ path: this.crateDir, code: e.code ?? 'UNKNOWN', message: e.message }],
+        errors: [{ path: this.crateDir, code: errorCode(err) ?? 'UNKNOWN', message: (err as Error).message }],
       };
     }
     return finalPath;
