@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { lock, tryLock } from '../src/index.js';
-import { cleanupTempDirs, FIXTURES, since, sleep, tempDir } from './helpers.js';
+import { cleanupTempDirs, FIXTURES, since, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -74,12 +74,12 @@ describe('worker threads and waits', () => {
     const l = await lock(p);
     const { w, next } = startWorker('wait', p);
     expect(await next()).toEqual({ waiting: true });
-    await sleep(50);
+    if (process.platform === 'linux') await untilBlocked(p); // the worker's wait is in the kernel
     const t0 = performance.now();
     await w.terminate();
     expect(since(t0)).toBeLessThan(3000);
     l.release();
-    await sleep(50);
+    // the terminated worker's wait left nothing held: free at once (a lock would show in /proc/locks)
     const again = tryLock(p);
     expect(again).not.toBeNull();
     again!.release();
@@ -90,7 +90,7 @@ describe('worker threads and waits', () => {
     const l = await lock(p);
     const { next, exited } = startWorker('wait', p);
     expect(await next()).toEqual({ waiting: true });
-    await sleep(50);
+    if (process.platform === 'linux') await untilBlocked(p);
     l.release();
     expect(await next()).toEqual({ got: true });
     await exited;

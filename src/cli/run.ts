@@ -7,9 +7,9 @@ import { fstatSync } from 'fs';
 import { platform } from '../platform.js';
 import { performance } from 'perf_hooks';
 import { binding, C } from '../binding.js';
-import { kernelWait, pollWait } from '../wait.js';
 import { constants } from 'os';
 import { lock, tryLock, type FileLock } from '../lock.js';
+import { strategyFor } from '../strategy.js';
 import { inspectSync } from '../inspect.js';
 import { describeHolder, errorCode, escapeText } from '../errors.js';
 import { parsePrimitive, type PrimitiveName } from '../primitives.js';
@@ -432,8 +432,9 @@ async function lockDescriptor(
     holder: () => null,
   };
   try {
-    if (C.NATIVE_WAIT) await kernelWait({ primitive: C.FLOCK, fd, type, start: 0, len: 0 }, ctx);
-    else await pollWait(() => binding.lock(C.FLOCK, fd, type, 0, 0, false), ctx);
+    // flock's strategy knows how this platform waits (in the kernel, or polling)
+    const flock = strategyFor('flock', undefined);
+    await flock.wait({ fd, writable: true, registryId: null }, flock.steps[0]!, type, ctx);
     return EXIT.OK;
   } catch (err) {
     if (errorCode(err) === 'ETIMEDOUT') {
