@@ -4,7 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { lock, tryLock } from '../src/index.js';
-import { cleanupTempDirs, since, sleep, startNode, tempDir } from './helpers.js';
+import { cleanupTempDirs, since, startNode, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -29,7 +29,7 @@ describe.runIf(process.platform === 'linux')('waiting in line', () => {
         l.release();
       }),
     );
-    await sleep(100);
+    await untilBlocked(p); // the first of the line waits in the kernel now; the others wait in line
     expect(threads() - before).toBeLessThanOrEqual(2); // one kernel waiter (plus at most one pooled thread)
     h.send('release');
     await Promise.all(pending);
@@ -79,11 +79,11 @@ describe.runIf(process.platform === 'linux')('waiting in line', () => {
     const exclusive = lock(p);
     let exGranted = false;
     void exclusive.then(() => (exGranted = true));
-    await sleep(20);
     ex.release();
     const got = await Promise.all(shared);
     expect(got.map((l) => l.mode)).toEqual(['shared', 'shared', 'shared']);
-    await sleep(20);
+    // served lock holders are delivered on the next turn of the event loop: two turns are enough to see a wrong grant
+    for (let i = 0; i < 2; i++) await new Promise((r) => setImmediate(r));
     expect(exGranted).toBe(false);
     for (const l of got) l.release();
     (await exclusive).release();

@@ -85,7 +85,7 @@ describe('foreign lockers', () => {
     const until = Date.now() + 20_000;
     while (!ourFlock() && Date.now() < until) await sleep(10);
     expect(ourFlock()).toBe(true);
-    await sleep(200); // a wrongly settled lock() would have settled by now
+    await untilBlocked(p); // its OFD step is a blocked request now: nothing settled it
     expect(granted).toBe(false);
     py.child.kill('SIGKILL');
     await py.exited;
