@@ -5,8 +5,8 @@
  * or OFD locks, so a process waiting for a lock held by a process that waits,
  * directly or through others, for a lock the first one holds would wait
  * forever. While a wait of this process lasts (and only then: nothing runs
- * for an uncontended lock), Linux's /proc/locks is read a few times a second
- * and a wait-for graph between processes is built from it: every blocked
+ * for an uncontended lock), Linux's /proc/locks is read ten times a second,
+ * with the fdinfo of the processes that wait (see waitersHoldings), and a wait-for graph between processes is built from it: every blocked
  * request is an edge from its process to each process holding a conflicting
  * lock on that file (same family — flock, or OFD/POSIX —, overlapping range,
  * an exclusive side). Processes that do not use fslock are nodes like any
@@ -31,24 +31,26 @@ import { deadlockCycleError } from './errors.js';
 export const CHECK_MS = 100;
 /** How much longer the k-th ranked member of a cycle waits before it gives up. */
 export const ESCALATE_MS = 400;
-/** Every how many looks the holders are also read from /proc/<pid>/fdinfo. */
-const DEEP_EVERY = 3;
-
 /**
- * The locks every process's descriptors carry, from /proc/<pid>/fdinfo, as
- * /proc/locks lines naming that process (so a child that inherited a locked
- * descriptor is a holder too). Other users' processes only as root.
+ * What the processes that wait hold, from their /proc/<pid>/fdinfo, as
+ * /proc/locks lines naming each of them. The table names the process that
+ * took a flock or OFD lock (an OFD lock: often no one, -1), not every process
+ * sharing it, and a cycle runs only through processes that wait: so a child
+ * that inherited a locked descriptor and now waits is a holder here. Reads
+ * only the waiting processes' descriptors, not all of /proc.
  */
-function fdinfoLocks(): string {
+function waitersHoldings(text: string): string {
+  const waiting = new Set<number>();
+  for (const e of parse(text)) if (e.blocked && e.pid > 0) waiting.add(e.pid);
   const out: string[] = [];
-  for (const { pid, lines } of descriptorLocks()) {
+  for (const { pid, lines } of descriptorLocks([...waiting])) {
     for (const l of lines) {
       if (l.includes('->')) continue;
       // "N: KIND ADVISORY TYPE PID dev:ino start end": put this process in the PID field
       out.push(l.replace(/^(\d+:\s+\S+\s+\S+\s+\S+\s+)-?\d+/, `$1${pid}`));
     }
   }
-  return `\n${out.join('\n')}`;
+  return out.length ? `\n${out.join('\n')}` : '';
 }
 
 interface Entry {
@@ -203,8 +205,6 @@ interface Watched {
   path: string;
   since: number | null; // when its cycle was first seen
   misses: number; // looks in a row that did not see it since (one is forgiven: a table read mid-change)
-  looks: number;
-  deep: boolean; // the cycle seen was found only with fdinfo: only the next deep look confirms or clears it
   fail: (err: Error) => void;
 }
 
@@ -224,26 +224,10 @@ function look(list: Iterable<Watched>, now: number, own?: OwnRequest): Array<[Wa
   const text = readTable();
   if (text === null) return [];
   const out: Array<[Watched, Error]> = [];
-  let cycle: Edge[] | null | undefined;
-  let deep: Edge[] | null | undefined;
+  const cycle = findCycle(text + waitersHoldings(text), process.pid, own);
   for (const w of list) {
-    w.looks++;
-    cycle ??= findCycle(text, process.pid, own);
-    let mine = cycle && cycle[0]!.file === w.key ? cycle : null;
-    const deepLook = w.looks % DEEP_EVERY === 0;
-    if (mine) w.deep = false;
-    else if (deepLook) {
-      // The table names the process that took a flock or OFD lock (or none:
-      // OFD shows -1), not every process sharing it: a child that inherited
-      // the descriptor holds it too. Every few looks, ask /proc/<pid>/fdinfo.
-      deep ??= findCycle(text + fdinfoLocks(), process.pid, own);
-      mine = deep && deep[0]!.file === w.key ? deep : null;
-      if (mine) w.deep = true;
-    } else if (w.deep) {
-      continue; // a cycle only fdinfo shows: the next deep look tells
-    }
+    const mine = cycle && cycle[0]!.file === w.key ? cycle : null;
     if (!mine) {
-      w.deep = false;
       if (++w.misses >= 2) w.since = null;
       continue;
     }
@@ -278,7 +262,7 @@ function tick(): void {
  */
 export function watchWait(identity: string, path: string, fail: (err: Error) => void): () => void {
   if (!platform().lockTable) return () => undefined;
-  const w: Watched = { key: fileKey(identity), path, since: null, misses: 0, looks: 0, deep: false, fail };
+  const w: Watched = { key: fileKey(identity), path, since: null, misses: 0, fail };
   watched.add(w);
   timer ??= setInterval(tick, CHECK_MS);
   timer.unref?.();
@@ -300,7 +284,7 @@ export function watchWait(identity: string, path: string, fail: (err: Error) => 
 export function checkSyncWait(
   identity: string,
   path: string,
-  state: { since: number | null; misses: number; looks: number; deep: boolean },
+  state: { since: number | null; misses: number },
   flock: boolean,
   exclusive: boolean,
 ): Error | null {
@@ -310,7 +294,5 @@ export function checkSyncWait(
   const r = look([w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });
   state.since = w.since;
   state.misses = w.misses;
-  state.looks = w.looks;
-  state.deep = w.deep;
   return r.length ? r[0]![1] : null;
 }

@@ -57,7 +57,7 @@ import { hostname } from 'os';
 import { basename, dirname, join } from 'path';
 import { binding, C } from './binding.js';
 import { errorCode } from './errors.js';
-import { NAME_ATTEMPTS, randomTag } from './names.js';
+import { NAME_ATTEMPTS, randomTag, renameFresh } from './names.js';
 import type { LockMode } from './options.js';
 
 /** What an exclusive holder records in its sidecar. */
@@ -254,16 +254,6 @@ export function removeRecord(rec: WrittenRecord): void {
   if (lstatIdentity(rec.path) === rec.identity) unlinkQuietly(rec.path);
 }
 
-/** Renames to a free name without replacing what may appear there meanwhile (EEXIST), where the OS can. */
-function renameFresh(from: string, to: string): void {
-  try {
-    binding.renameNoReplace(from, to);
-  } catch (err) {
-    if (errorCode(err) !== 'ENOSYS') throw err;
-    renameSync(from, to);
-  }
-}
-
 function unlinkQuietly(path: string): void {
   try {
     unlinkSync(path);
@@ -435,8 +425,10 @@ export function currentHolder(
   const rec = readOwnedRecord(path, identity);
   if (rec) {
     const { uid, ...shown } = rec;
-    // On Linux the kernel is the truth: a record it contradicts is not believed.
-    const kernelSilent = livePids === null || livePids.length === 0;
+    // On Linux the kernel is the truth: a record it contradicts is not
+    // believed. "Silent" means it shows no lock at all: a kernel naming only
+    // dead pids (holders this user cannot see) still contradicts any record.
+    const kernelSilent = kernelPids === null || kernelPids.length === 0;
     if (rec.hostname && rec.hostname !== hostname()) {
       // another host's holder (a network filesystem): unverifiable, so labelled,
       // and only when no local process holds the file
@@ -488,16 +480,16 @@ export function liveHolders(identity: string): LiveHolder[] {
 }
 
 /**
- * The locks each live process's descriptors carry, from /proc/<pid>/fdinfo:
- * per process, its "lock:" lines in /proc/locks' format (the PID field names
- * whoever took the lock, or -1). Linux only; [] elsewhere. Other users'
- * processes are visible only to root.
+ * The locks each live process's descriptors carry (of `only` these processes,
+ * or all), from /proc/<pid>/fdinfo: per process, its "lock:" lines in
+ * /proc/locks' format (the PID field names whoever took the lock, or -1).
+ * Linux only; [] elsewhere. Other users' processes are visible only to root.
  */
-export function descriptorLocks(): Array<{ pid: number; lines: string[] }> {
+export function descriptorLocks(only?: number[]): Array<{ pid: number; lines: string[] }> {
   if (!platform().lockTable) return [];
   let pids: string[];
   try {
-    pids = readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+    pids = only ? only.map(String) : readdirSync('/proc').filter((n) => /^\d+$/.test(n));
   } catch {
     return [];
   }

@@ -72,9 +72,13 @@ export interface LockInfo {
   artefact: string | null;
 }
 
-/** The marker of fslock/proper-lockfile (see compat/proper-lockfile.ts) for `path`, if one is there. */
-const PROPER_LOCKFILE_MARKER = '.fslock';
+/**
+ * The name of fslock/proper-lockfile's marker inside a `<file>.lock/`
+ * directory: the file its kernel lock is held on (compat/proper-lockfile.ts).
+ */
+export const PROPER_LOCKFILE_MARKER = '.fslock';
 
+/** The marker of fslock/proper-lockfile for `path` (the file, or its lock directory), if one is there. */
 function dropInMarker(path: string): string | null {
   const isDir = (p: string) => {
     try {
@@ -101,19 +105,30 @@ function strongest(locks: KernelLock[]): LockMode | null {
   return locks.length > 0 ? 'shared' : null;
 }
 
-/** @internal inspect with an already read /proc/locks (null: probe instead). */
-export function inspectWith(path: string, procLocks: string | null): LockInfo {
+/**
+ * @internal inspect with an already read /proc/locks (null: probe instead).
+ * `who` false: only whether and how `path` itself is held (for the
+ * collector's and the drop-ins' many quick looks): no drop-in artefact is
+ * looked for, and no holder, holders or queue are read (those scan /proc).
+ */
+export function inspectWith(path: string, procLocks: string | null, who = true): LockInfo {
+  if (!who) return inspectPath(path, procLocks, false);
   // A lock taken through fslock/proper-lockfile is held on a marker inside
   // its lock directory, not on the file or the directory a user names.
   const marker = dropInMarker(path);
   if (marker !== null) {
-    const info = inspectPath(marker, procLocks);
+    const info = inspectPath(marker, procLocks, true);
     if (info.held) return { ...info, path, artefact: marker };
   }
-  return inspectPath(path, procLocks);
+  return inspectPath(path, procLocks, true);
 }
 
-function inspectPath(path: string, procLocks: string | null): LockInfo {
+/** Whether `path` itself is locked by anyone, without taking it or asking who. */
+export function isLocked(path: string): boolean {
+  return inspectWith(path, readProcLocksSync(), false).held;
+}
+
+function inspectPath(path: string, procLocks: string | null, who: boolean): LockInfo {
   let fd: number;
   try {
     fd = openLockFile(path, false, false, false);
@@ -147,13 +162,15 @@ function inspectPath(path: string, procLocks: string | null): LockInfo {
       const identity = binding.identity(fd);
       let blocked: KernelLock[];
       ({ locks, waiters, blocked } = parseProcLocks(procLocks, identity));
-      queue = waitingProcesses(blocked);
       mode = strongest(locks);
-      if (locks.length > 0) holders = liveHolders(identity);
+      if (who) {
+        queue = waitingProcesses(blocked);
+        if (locks.length > 0) holders = liveHolders(identity);
+      }
     } else {
       mode = probeHeldMode(fd);
     }
-    const found = mode === 'exclusive' ? currentHolder(fd, path, procLocks) : null;
+    const found = who && mode === 'exclusive' ? currentHolder(fd, path, procLocks) : null;
     const { source: holderSource = null, remote = false, ...holder } = found ?? {};
     return {
       path,

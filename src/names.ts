@@ -7,6 +7,9 @@
  * release). Callers create each name without replacing anything (O_EXCL,
  * RENAME_NOREPLACE) and pick another on the rare collision.
  */
+import { renameSync } from 'fs';
+import { binding } from './binding.js';
+import { errorCode } from './errors.js';
 
 const BLOCK = 4096;
 const pool = Buffer.alloc(BLOCK);
@@ -24,6 +27,20 @@ export function randomTag(): string {
   pool.fill(0, used, used + 8);
   used += 8;
   return tag;
+}
+
+/**
+ * Renames to a fresh name without replacing whatever may appear there
+ * meanwhile (EEXIST), where the OS and filesystem can refuse; a plain rename
+ * elsewhere.
+ */
+export function renameFresh(from: string, to: string): void {
+  try {
+    binding.renameNoReplace(from, to);
+  } catch (err) {
+    if (errorCode(err) !== 'ENOSYS') throw err;
+    renameSync(from, to);
+  }
 }
 
 /** How many fresh names a caller tries before reporting the last collision. */

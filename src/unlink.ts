@@ -53,7 +53,7 @@ export function unlinkIfHeld(path: string, identity: string, withData = false): 
  */
 function moveAside(path: string, aside: string): { identity: string | null; size: number } | null {
   if (platform().posixFiles) return binding.moveAside(path, aside);
-  // Windows: rename replaces no directory, and a file only if asked; check first
+  // Windows: Node's rename would replace a file planted at the aside name; look first (the name is unguessable)
   if (existsSync(aside)) throw Object.assign(new Error(`EEXIST: ${aside}`), { code: 'EEXIST' });
   try {
     renameSync(path, aside);

@@ -180,8 +180,7 @@ export function pollWaitSync(attempt: () => boolean, ctx: WaitContext): void {
 /** Synchronous kernel wait: blocks this thread, bounded by the deadline. */
 export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
   // Looking for cycles (Linux): wait in slices, with a look between them.
-  const watch =
-    ctx.deadlock !== undefined && platform().lockTable ? { since: null, misses: 0, looks: 0, deep: false } : null;
+  const watch = ctx.deadlock !== undefined && platform().lockTable ? { since: null, misses: 0 } : null;
   for (;;) {
     if (watch) {
       const err = checkSyncWait(ctx.deadlock!, ctx.path, watch, req.primitive === C.FLOCK, req.type === C.EXCLUSIVE);

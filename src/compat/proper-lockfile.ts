@@ -22,6 +22,7 @@ import { platform } from '../platform.js';
 import { performance } from 'perf_hooks';
 import { errorCode } from '../errors.js';
 import { checkPath } from '../options.js';
+import { PROPER_LOCKFILE_MARKER } from '../inspect.js';
 import * as nodeFs from 'fs';
 import { join, resolve } from 'path';
 import type { FileLock } from '../lock.js';
@@ -62,7 +63,7 @@ interface CheckOptions {
 }
 
 /** The file inside `<file>.lock` that carries the kernel lock. */
-const MARKER = '.fslock';
+const MARKER = PROPER_LOCKFILE_MARKER;
 /** How often a waiter looks again at an artefact held by a real proper-lockfile process. */
 const UPSTREAM_POLL_MS = 25;
 

@@ -6,7 +6,7 @@ import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
 import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
 import { writeRecordIntoOwnFile } from '../holder.js';
-import { inspectSync } from '../inspect.js';
+import { isLocked } from '../inspect.js';
 import { unlinkIfHeld } from '../unlink.js';
 import { NAME_ATTEMPTS, randomTag } from '../names.js';
 
@@ -239,7 +239,7 @@ export function entryExists(path: string): boolean {
 /** Whether `path` is locked by someone, without taking it (Linux reads /proc/locks). */
 export function isHeld(path: string): boolean {
   try {
-    return inspectSync(path).held;
+    return isLocked(path);
   } catch {
     return false;
   }

@@ -10,7 +10,7 @@ import { basename, dirname, join } from 'path';
 import fse from 'fs-extra';
 import { binding } from '../binding.js';
 import { errorCode } from '../errors.js';
-import { NAME_ATTEMPTS, nameTaken, randomTag } from '../names.js';
+import { NAME_ATTEMPTS, nameTaken, randomTag, renameFresh } from '../names.js';
 import { retryTransient } from '../retry.js';
 
 /**
@@ -29,14 +29,7 @@ async function removeTree(path: string): Promise<void> {
 
 export const fsops = {
   /** Never replaces anything at `to` (EEXIST) where the OS can refuse; the protocol's targets are fresh names. */
-  rename: async (from: string, to: string): Promise<void> => {
-    try {
-      binding.renameNoReplace(from, to);
-    } catch (err) {
-      if (errorCode(err) !== 'ENOSYS') throw err;
-      await fsp.rename(from, to);
-    }
-  },
+  rename: async (from: string, to: string): Promise<void> => renameFresh(from, to),
   /** Recursive removal by directory descriptors, never leaving the tree; a missing path is not an error. */
   remove: removeTree,
   unlink: (path: string): Promise<void> => fsp.unlink(path),

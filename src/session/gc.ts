@@ -374,7 +374,7 @@ export async function listSessions(crateDir: string): Promise<SessionInfo[]> {
     let held = false;
     if (lockFile) {
       try {
-        held = inspectWith(lockFile, proc).held;
+        held = inspectWith(lockFile, proc, false).held;
       } catch {
         held = false;
       }
