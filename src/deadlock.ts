@@ -29,8 +29,12 @@ import { deadlockCycleError } from './errors.js';
 
 /** How often a wait looks at the lock table. */
 export const CHECK_MS = 100;
-/** How much longer the k-th ranked member of a cycle waits before it gives up. */
-export const ESCALATE_MS = 400;
+/**
+ * How much longer the k-th ranked member of a cycle waits before it gives
+ * up: long enough that the first-ranked one, looking every CHECK_MS, has
+ * broken the cycle even on a busy machine, so exactly one wait fails.
+ */
+export const ESCALATE_MS = 1000;
 /**
  * What the processes that wait hold, from their /proc/<pid>/fdinfo, as
  * /proc/locks lines naming each of them. The table names the process that

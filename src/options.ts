@@ -58,7 +58,7 @@ export interface LockOptions {
   keepOpen?: boolean;
   /**
    * While waiting, look for a cycle of waits through this process (Linux:
-   * the kernel's lock table, a few looks a second; nothing while not
+   * the kernel's lock table, ten looks a second; nothing while not
    * waiting): a wait that would never end fails with EDEADLK. Default true.
    */
   deadlock?: boolean;
