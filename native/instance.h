@@ -18,6 +18,7 @@
 namespace fslock {
 
 struct WaitCtx;
+struct SyncWait;
 
 // Steps of one lock: flock then OFD on Linux, at most.
 constexpr int kMaxSteps = 2;
@@ -27,6 +28,7 @@ struct Instance {
   std::unordered_set<platform::handle_t> handles;  // opened here and not yet closed
   std::set<uint64_t> holders;                      // POSIX registry holders taken here
   std::set<WaitCtx*> waits;                        // pending asynchronous waits (each holds a reference)
+  std::set<SyncWait*> sync_waits;                  // unsettled synchronous waits (each holds a reference)
   std::set<std::string> marks;                     // process-wide marks set by this env
   // Results that do not fit a return value: out[0] the descriptor, out[1] the
   // contended step (or -1). A Float64Array the JS side keeps (HANDLE values fit).

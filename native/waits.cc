@@ -294,53 +294,144 @@ std::chrono::microseconds TimeoutMicros(int64_t ms) {
   return std::chrono::microseconds(ms > kMax ? INT64_MAX : ms * 1000);
 }
 
-// A synchronous wait: the calling thread blocks on a condition variable
-// while a pool thread blocks in the kernel, so the timeout can interrupt it.
+// A synchronous wait: the calling thread blocks on a condition variable, in
+// slices (syncWaitFor), while a pool thread blocks in the kernel, so a
+// timeout can interrupt it. Between slices the kernel wait goes on: the
+// request stays in the kernel's lock table, where other processes looking for
+// cycles of waits see it (src/deadlock.ts), and JavaScript looks for cycles
+// itself meanwhile.
+}  // namespace
+
 struct SyncWait {
+  Instance* inst = nullptr;
+  p::handle_t handle = 0;
+  int primitive = 0;
+  p::Waiter* waiter = nullptr;
   std::mutex mu;
-  p::SteadyCondition cv;  // timed on the monotonic clock: a clock step cannot stretch a timeout
-  bool done = false;
+  p::SteadyCondition cv;             // timed on the monotonic clock: a clock step cannot stretch a timeout
+  bool done = false;                 // the pool thread has finished (SyncDone ran)
+  std::atomic<bool> settled{false};  // finished, cancelled or abandoned: the waiter is no longer ours
+  // Owners: the JS handle, inst->sync_waits while unsettled, the pool thread until SyncDone.
+  std::atomic<int> refs{1};
 };
+
+namespace {
+
+SyncWait* Retain(SyncWait* sw) {
+  sw->refs.fetch_add(1, std::memory_order_relaxed);
+  return sw;
+}
+
+void Release(SyncWait* sw) {
+  if (sw->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete sw;
+}
 
 void SyncDone(p::Waiter*, void* raw) {
   auto* sw = static_cast<SyncWait*>(raw);
-  std::lock_guard<std::mutex> lk(sw->mu);
-  sw->done = true;
-  sw->cv.NotifyAll();
+  {
+    std::lock_guard<std::mutex> lk(sw->mu);
+    sw->done = true;
+    sw->cv.NotifyAll();
+  }
+  Release(sw);  // the pool thread's reference
 }
 
-// waitSync(primitive, fd, type, start, len, timeoutMs, budgetMs) -> 1 granted, 0 timed out, 2 stuck
-Napi::Value WaitSync(const Napi::CallbackInfo& info) {
+// Drops the wait from the environment's list (and that reference).
+void UnregisterSync(SyncWait* sw) {
+  bool erased;
+  {
+    std::lock_guard<std::mutex> lk(sw->inst->mu);
+    erased = sw->inst->sync_waits.erase(sw) > 0;
+  }
+  if (erased) Release(sw);
+}
+
+// Ends a wait that has not finished: interrupts it and reports how it ended
+// (p::CancelOutcome), or -1 when it was settled already. After kCancelStuck
+// the waiter thread owns the descriptor (it closes it when the call returns).
+int SettleSync(SyncWait* sw, int budget_ms) {
+  if (sw->settled.exchange(true)) return -1;
+  int outcome = p::WaitCancel(sw->waiter, budget_ms);
+  if (outcome == p::kCancelStuck) {
+    ForgetHandle(sw->inst, sw->handle);
+    Release(sw);  // SyncDone never runs now: drop the pool thread's reference for it
+  } else {
+    std::unique_lock<std::mutex> lk(sw->mu);  // `done` has run or is about to: wait for it
+    while (!sw->done) sw->cv.Wait(lk);
+    lk.unlock();
+    p::WaitFree(sw->waiter);
+  }
+  UnregisterSync(sw);
+  return outcome;
+}
+
+SyncWait* SyncArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsExternal()) {
+    throw Napi::TypeError::New(info.Env(), "fslock binding: sync wait handle expected");
+  }
+  return info[0].As<Napi::External<SyncWait>>().Data();
+}
+
+// syncWaitStart(primitive, fd, type, start, len) -> handle
+// Starts a kernel wait on a pool thread; the caller waits for it with
+// syncWaitFor and must end it with syncWaitCancel unless syncWaitFor
+// reported its end.
+Napi::Value SyncWaitStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   p::handle_t h;
   p::LockRequest req = LockArgs(info, 0, &h);
-  int64_t timeout = IntArg(info, 5, "timeoutMs");
-  int budget = static_cast<int>(IntArg(info, 6, "budgetMs"));
-  auto sw = std::make_unique<SyncWait>();
-  p::Waiter* w = nullptr;
-  int r = p::WaitStart(req, h, SyncDone, sw.get(), &w);
-  if (r != 0) throw MakeSystemError(env, r, "pthread_create");
-  bool finished;
+  Instance* inst = Inst(env);
+  auto* sw = new SyncWait();  // the JS handle's reference
+  sw->inst = inst;
+  sw->handle = h;
+  sw->primitive = req.primitive;
+  {
+    std::lock_guard<std::mutex> lk(inst->mu);
+    inst->sync_waits.insert(Retain(sw));
+  }
+  Retain(sw);  // the pool thread's, dropped by SyncDone
+  int r = p::WaitStart(req, h, SyncDone, sw, &sw->waiter);
+  if (r != 0) {
+    sw->settled.store(true);
+    Release(sw);  // no thread
+    UnregisterSync(sw);
+    Release(sw);
+    throw MakeSystemError(env, r, "pthread_create");
+  }
+  // A handle dropped unsettled (only when JavaScript was stopped between two
+  // calls, e.g. a worker terminated) is ended here; at teardown the cleanup
+  // hook has settled it already.
+  return Napi::External<SyncWait>::New(env, sw, [](Napi::Env, SyncWait* d) {
+    SettleSync(d, kTeardownCancelBudgetMs);
+    Release(d);
+  });
+}
+
+// syncWaitFor(handle, timeoutMs) -> 1 granted, 0 still waiting
+// Blocks this thread for at most timeoutMs. A wait that failed throws its
+// error (and is settled).
+Napi::Value SyncWaitFor(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  SyncWait* sw = SyncArg(info);
+  int64_t timeout = IntArg(info, 1, "timeoutMs");
+  if (sw->settled.load()) throw Napi::Error::New(env, "fslock binding: this wait has ended");
   {
     std::unique_lock<std::mutex> lk(sw->mu);
-    finished = sw->cv.WaitFor(lk, TimeoutMicros(timeout), [&] { return sw->done; });
+    if (!sw->cv.WaitFor(lk, TimeoutMicros(timeout), [&] { return sw->done; })) return Napi::Number::New(env, 0);
   }
-  int outcome = p::kCancelGranted;
-  if (!finished) {
-    outcome = p::WaitCancel(w, budget);
-    if (outcome == p::kCancelStuck) {
-      ForgetHandle(Inst(env), h);
-      sw.release();  // the thread never calls SyncDone now; a few bytes, once per stuck wait
-      return Napi::Number::New(env, 2);
-    }
-    // `done` has run or is about to: wait for it before freeing
-    std::unique_lock<std::mutex> lk(sw->mu);
-    while (!sw->done) sw->cv.Wait(lk);
-  }
-  int res = p::WaitResult(w);
-  p::WaitFree(w);
-  if (finished && res != 0) throw MakeSystemError(env, res, LockSyscall(req.primitive));
-  return Napi::Number::New(env, outcome == p::kCancelGranted ? 1 : 0);
+  sw->settled.store(true);
+  int res = p::WaitResult(sw->waiter);
+  p::WaitFree(sw->waiter);
+  UnregisterSync(sw);
+  if (res != 0) throw MakeSystemError(env, res, LockSyscall(sw->primitive));
+  return Napi::Number::New(env, 1);
+}
+
+// syncWaitCancel(handle, budgetMs) -> 0 interrupted, 1 granted, 2 stuck, -1 already ended
+Napi::Value SyncWaitCancel(const Napi::CallbackInfo& info) {
+  SyncWait* sw = SyncArg(info);
+  int outcome = SettleSync(sw, static_cast<int>(IntArg(info, 1, "budgetMs")));
+  return Napi::Number::New(info.Env(), outcome);
 }
 
 }  // namespace
@@ -367,6 +458,18 @@ void CleanupWaits(Instance* inst, std::unordered_set<p::handle_t>* handles) {
     // before that function goes away.
     while (!ctx->posted.load()) std::this_thread::sleep_for(std::chrono::microseconds(50));
   }
+  // Synchronous waits left unsettled (JavaScript stopped between two slices)
+  std::set<SyncWait*> syncs;
+  {
+    std::lock_guard<std::mutex> lk(inst->mu);
+    syncs = inst->sync_waits;
+    for (SyncWait* sw : syncs) Retain(sw);
+  }
+  for (SyncWait* sw : syncs) {
+    p::handle_t h = sw->handle;
+    if (SettleSync(sw, kTeardownCancelBudgetMs) == p::kCancelStuck) handles->erase(h);
+    Release(sw);
+  }
   if (inst->tsfn != nullptr) {
     napi_release_threadsafe_function(inst->tsfn, napi_tsfn_abort);
     inst->tsfn = nullptr;
@@ -376,7 +479,9 @@ void CleanupWaits(Instance* inst, std::unordered_set<p::handle_t>* handles) {
 void InitWaits(Napi::Env env, Napi::Object exports) {
   exports.Set("waitStart", Napi::Function::New(env, WaitStart, "waitStart"));
   exports.Set("waitCancel", Napi::Function::New(env, WaitCancel, "waitCancel"));
-  exports.Set("waitSync", Napi::Function::New(env, WaitSync, "waitSync"));
+  exports.Set("syncWaitStart", Napi::Function::New(env, SyncWaitStart, "syncWaitStart"));
+  exports.Set("syncWaitFor", Napi::Function::New(env, SyncWaitFor, "syncWaitFor"));
+  exports.Set("syncWaitCancel", Napi::Function::New(env, SyncWaitCancel, "syncWaitCancel"));
 }
 
 }  // namespace fslock

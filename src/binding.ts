@@ -36,8 +36,10 @@ export interface QueryResult {
 
 /** Opaque handle of a wait running on a native thread. */
 export type WaitHandle = { readonly __brand: 'fslock.WaitHandle' };
+/** Opaque handle of a synchronous wait running on a native thread. */
+export type SyncWaitHandle = { readonly __brand: 'fslock.SyncWaitHandle' };
 
-/** What `waitCancel` reports. */
+/** What `waitCancel` and `syncWaitCancel` report. */
 export const CancelOutcome = {
   Interrupted: 0,
   Granted: 1,
@@ -129,16 +131,15 @@ export interface Binding {
     ...thenSteps: number[]
   ): WaitHandle;
   waitCancel(handle: WaitHandle, budgetMs: number): CancelOutcome;
-  /** 1 granted, 0 timed out, 2 stuck (the fd now belongs to the waiter thread). */
-  waitSync(
-    primitive: number,
-    fd: number,
-    type: number,
-    start: number,
-    len: number,
-    timeoutMs: number,
-    budgetMs: number,
-  ): 0 | 1 | 2;
+  /**
+   * A kernel wait on a pool thread, waited for in slices by syncWaitFor; end
+   * it with syncWaitCancel unless syncWaitFor returned 1 or threw.
+   */
+  syncWaitStart(primitive: number, fd: number, type: number, start: number, len: number): SyncWaitHandle;
+  /** Blocks up to timeoutMs: 1 granted, 0 still waiting; throws the wait's error. */
+  syncWaitFor(handle: SyncWaitHandle, timeoutMs: number): 0 | 1;
+  /** 0 interrupted, 1 granted, 2 stuck (the fd now belongs to the waiter thread), -1 already ended. */
+  syncWaitCancel(handle: SyncWaitHandle, budgetMs: number): CancelOutcome;
   /** Holder id, or null when contended (in this process or another). */
   registryLock(fd: number, type: number, start: number, len: number): number | null;
   registryChange(holder: number, type: number): boolean;

@@ -177,39 +177,57 @@ export function pollWaitSync(attempt: () => boolean, ctx: WaitContext): void {
   }
 }
 
-/** Synchronous kernel wait: blocks this thread, bounded by the deadline. */
+/**
+ * Synchronous kernel wait: blocks this thread, bounded by the deadline. The
+ * kernel wait runs on a pool thread, and this thread waits for it in slices;
+ * looking for cycles (Linux), it looks between slices while the kernel wait
+ * goes on, so the request never leaves the lock table, where the other
+ * members of a cycle look for it.
+ */
 export function kernelWaitSync(req: KernelWait, ctx: WaitContext): void {
-  // Looking for cycles (Linux): wait in slices, with a look between them.
   const watch = ctx.deadlock !== undefined && platform().lockTable ? { since: null, misses: 0 } : null;
-  for (;;) {
-    if (watch) {
-      const err = checkSyncWait(ctx.deadlock!, ctx.path, watch, req.primitive === C.FLOCK, req.type === C.EXCLUSIVE);
-      if (err) throw err;
-    }
-    let ms = remaining(ctx.deadline);
-    if (watch) ms = Math.min(ms, CHECK_MS);
-    if (ms === Infinity) {
-      binding.lock(req.primitive, req.fd, req.type, req.start, req.len, true);
-      return;
-    }
-    // The native wait takes whole milliseconds; wait in steps a native clock
-    // cannot overflow (a timeout of 1e13 ms or Number.MAX_VALUE must not end early).
-    const r = binding.waitSync(
-      req.primitive,
-      req.fd,
-      req.type,
-      req.start,
-      req.len,
-      Math.ceil(Math.min(ms, MAX_TIMER_MS)),
-      CANCEL_BUDGET_MS,
-    );
-    if (r === 1) return;
-    if (r === 2) {
-      const err = failure(ctx, 'timeout');
+  if (!watch && remaining(ctx.deadline) === Infinity) {
+    binding.lock(req.primitive, req.fd, req.type, req.start, req.len, true);
+    return;
+  }
+  const h = binding.syncWaitStart(req.primitive, req.fd, req.type, req.start, req.len);
+  let running = true;
+  // Ends the wait early; true when the lock was granted just before.
+  const cancel = (why: 'timeout' | null): boolean => {
+    running = false;
+    const outcome = binding.syncWaitCancel(h, CANCEL_BUDGET_MS);
+    if (outcome === CancelOutcome.Granted) return true;
+    if (outcome === CancelOutcome.Stuck) {
+      const err = failure(ctx, why ?? 'timeout');
       err.stuck = true;
       throw err;
     }
-    if (remaining(ctx.deadline) > 0) continue;
-    throw failure(ctx, 'timeout');
+    return false;
+  };
+  try {
+    for (;;) {
+      if (watch) {
+        const err = checkSyncWait(ctx.deadlock!, ctx.path, watch, req.primitive === C.FLOCK, req.type === C.EXCLUSIVE);
+        // granted meanwhile: no cycle is left to break
+        if (err && cancel(null)) return;
+        if (err) throw err;
+      }
+      const left = remaining(ctx.deadline);
+      if (left <= 0) {
+        if (cancel('timeout')) return;
+        throw failure(ctx, 'timeout');
+      }
+      // The native wait takes whole milliseconds; wait in steps a native clock
+      // cannot overflow (a timeout of 1e13 ms or Number.MAX_VALUE must not end early).
+      const slice = Math.min(left, watch ? CHECK_MS : MAX_TIMER_MS);
+      const r = binding.syncWaitFor(h, Math.ceil(slice));
+      if (r === 1) {
+        running = false;
+        return;
+      }
+    }
+  } finally {
+    // anything thrown on the way (a wait that failed has ended already: -1)
+    if (running) binding.syncWaitCancel(h, CANCEL_BUDGET_MS);
   }
 }

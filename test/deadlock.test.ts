@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { lock } from '../src/index.js';
-import { attach, cleanupTempDirs, startNode, tempDir, untilBlocked } from './helpers.js';
+import { attach, blockedCounter, cleanupTempDirs, startNode, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -45,6 +45,28 @@ describe.runIf(linux)('cycles of waits', () => {
       expect(message).toContain(files[0]!.split('/').pop()!.replace('.lock', ''));
     }, 60_000);
   }
+
+  it('a lockSync wait stays in the kernel lock table between its looks for cycles', async () => {
+    // Other members of a cycle find this wait only in the table: a wait that
+    // left it between looks could, in step with another such wait, never be
+    // seen (two lockSync members then waited for ever).
+    const d = tempDir();
+    const mine = join(d, 'm.lock');
+    const held = await lock(mine);
+    const other = startNode('cycle.cjs', ['sync', join(d, 't.lock'), mine]);
+    await other.waitFor('held');
+    other.send('go');
+    await untilBlocked(mine, 1);
+    const count = blockedCounter(mine);
+    let reads = 0;
+    let missing = 0;
+    // sample the table over a second: about ten of its looks, hundreds of reads each
+    for (const end = performance.now() + 1000; performance.now() < end; reads++) if (count() === 0) missing++;
+    held.release();
+    expect(await other.waitFor(/^(acquired|error)/)).toBe('acquired');
+    expect(reads).toBeGreaterThan(100);
+    expect(missing).toBe(0);
+  }, 30_000);
 
   it('a cycle through util-linux flock(1), which detects nothing, is broken by the fslock side', async () => {
     const d = tempDir();

@@ -1,5 +1,15 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { once } from 'node:events';
@@ -145,16 +155,18 @@ export function distForOtherUsers(): string {
  * kernel, not a sleep that hopes so. Linux only.
  */
 export async function untilBlocked(path: string, n = 1): Promise<void> {
-  const { statSync, readFileSync } = await import('node:fs');
+  const count = blockedCounter(path);
+  while (count() < n) await sleep(5);
+}
+
+/** A function counting the blocked requests for `path` in /proc/locks now. Linux only. */
+export function blockedCounter(path: string): () => number {
   const st = statSync(path, { bigint: true });
   const major = Number(((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn));
   const minor = Number((st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn));
   const re = new RegExp(`->.*\\s0*${major.toString(16)}:0*${minor.toString(16)}:${st.ino}\\s`);
-  for (;;) {
-    const blocked = readFileSync('/proc/locks', 'utf8')
+  return () =>
+    readFileSync('/proc/locks', 'utf8')
       .split('\n')
       .filter((l) => re.test(l)).length;
-    if (blocked >= n) return;
-    await sleep(5);
-  }
 }

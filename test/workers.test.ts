@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { lock, tryLock } from '../src/index.js';
-import { cleanupTempDirs, FIXTURES, since, tempDir, untilBlocked } from './helpers.js';
+import { blockedCounter, cleanupTempDirs, FIXTURES, since, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -84,6 +84,24 @@ describe('worker threads and waits', () => {
     expect(again).not.toBeNull();
     again!.release();
   });
+
+  it.runIf(process.platform === 'linux')(
+    'terminating a worker in lockSync (waiting in slices, looking for cycles) ends its kernel wait',
+    async () => {
+      const p = join(tempDir(), 'ws.lock');
+      const l = await lock(p);
+      const { w, next } = startWorker('waitSync', p);
+      expect(await next()).toEqual({ waiting: true });
+      await untilBlocked(p);
+      // JavaScript stops between two slices; the environment's teardown ends the wait
+      await w.terminate();
+      expect(blockedCounter(p)()).toBe(0);
+      l.release();
+      const again = tryLock(p);
+      expect(again).not.toBeNull();
+      again!.release();
+    },
+  );
 
   it('a worker waiting on a lock gets it when the main thread releases', async () => {
     const p = join(tempDir(), 'wg.lock');
