@@ -66,6 +66,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   c.Set("OPEN_CREATE", Napi::Number::New(env, p::kOpenCreate));
   c.Set("OPEN_NOFOLLOW", Napi::Number::New(env, p::kOpenNoFollow));
   c.Set("OPEN_EXCLUSIVE", Napi::Number::New(env, p::kOpenExclusive));
+  c.Set("ACQUIRE_KEEP", Napi::Number::New(env, kAcquireKeep));
   c.Set("ANONYMOUS_FILE", Napi::Number::New(env, p::AnonymousFileFlags()));
   c.Set("NATIVE_WAIT", Napi::Boolean::New(env, p::WaitSupported()));
   exports.Set("constants", c);

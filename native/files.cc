@@ -38,7 +38,7 @@ Napi::Value Identity(const Napi::CallbackInfo& info) {
   p::Identity id;
   int r = p::GetIdentity(IntArg(info, 0, "fd"), &id);
   if (r != 0) throw MakeSystemError(info.Env(), r, "fstat");
-  return Napi::String::New(info.Env(), IdentityKey(id));
+  return IdentityValue(info.Env(), id);
 }
 
 // Identity of the file at `path`, or null when nothing is there.
@@ -50,7 +50,7 @@ Napi::Value PathIdentity(const Napi::CallbackInfo& info) {
     if (p::IsMissing(r)) return info.Env().Null();
     throw MakeSystemError(info.Env(), r, "stat", path);
   }
-  return Napi::String::New(info.Env(), IdentityKey(id));
+  return IdentityValue(info.Env(), id);
 }
 
 Napi::Value FsInfo(const Napi::CallbackInfo& info) {
@@ -113,7 +113,7 @@ Napi::Value MoveAside(const Napi::CallbackInfo& info) {
   if (r != 0) throw MakeSystemError(env, r, "rename", path);
   if (!moved) return env.Null();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("identity", found ? Napi::Value(Napi::String::New(env, IdentityKey(id))) : env.Null());
+  o.Set("identity", found ? Napi::Value(IdentityValue(env, id)) : env.Null());
   o.Set("size", Napi::Number::New(env, static_cast<double>(size)));
   return o;
 }

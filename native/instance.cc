@@ -1,6 +1,8 @@
 // Argument helpers and descriptor bookkeeping shared by the Node-API modules.
 #include "instance.h"
 
+#include <charconv>
+
 #include "errors.h"
 
 namespace fslock {
@@ -89,7 +91,19 @@ p::LockRequest LockArgs(const Napi::CallbackInfo& info, size_t i, p::handle_t* f
   return req;
 }
 
-std::string IdentityKey(const p::Identity& id) { return std::to_string(id.dev) + ":" + std::to_string(id.ino); }
+namespace {
+// "dev:ino" into `buf` (at least 42 bytes); returns its length.
+size_t FormatIdentity(const p::Identity& id, char* buf) {
+  char* end = std::to_chars(buf, buf + 20, id.dev).ptr;
+  *end++ = ':';
+  return static_cast<size_t>(std::to_chars(end, end + 20, id.ino).ptr - buf);
+}
+}  // namespace
+
+Napi::String IdentityValue(Napi::Env env, const p::Identity& id) {
+  char buf[48];
+  return Napi::String::New(env, buf, FormatIdentity(id, buf));
+}
 
 const char* LockSyscall(int primitive) {
   switch (primitive) {

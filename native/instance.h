@@ -20,6 +20,10 @@ namespace fslock {
 struct WaitCtx;
 struct SyncWait;
 
+// acquire()'s flag beside the open flags: the lock may be released with
+// keepOpen, so remember it (path and identity) for release().
+constexpr int kAcquireKeep = 256;
+
 // Steps of one lock: flock then OFD on Linux, at most.
 constexpr int kMaxSteps = 2;
 
@@ -82,7 +86,7 @@ platform::LockRequest LockArgs(const Napi::CallbackInfo& info, size_t i, platfor
 // `type`. Returns how many.
 int StepArgs(const Napi::CallbackInfo& info, size_t i, int type, platform::LockRequest* steps);
 // "dev:ino", the identity string the JS side compares.
-std::string IdentityKey(const platform::Identity& id);
+Napi::String IdentityValue(Napi::Env env, const platform::Identity& id);
 // The system call a lock request makes, for error messages.
 const char* LockSyscall(int primitive);
 

@@ -99,14 +99,20 @@ enum class Attempt { kHeld, kContended, kReplaced };
 // `*k` is held elsewhere (the earlier ones are taken; `id` is the file's);
 // kReplaced: the path names another file or none now (nothing is held). Other
 // errors are thrown, with nothing held.
+// `known`: the descriptor's identity when it is known already (a descriptor
+// kept open, whose file cannot change), so only the path is looked at.
 Attempt Locked(Napi::Env env, p::handle_t h, const PathArg& path, const p::LockRequest* steps, int n, int* k,
-               p::Identity* id) {
+               p::Identity* id, const p::Identity* known = nullptr) {
   int r = TakeSteps(h, steps, n, k);
   if (r != 0 && !p::IsContended(r)) {
     UnlockSteps(h, steps, *k);
     throw MakeSystemError(env, r, LockSyscall(steps[*k].primitive), path.c_str());
   }
   if (*k < n) {
+    if (known != nullptr) {
+      *id = *known;
+      return Attempt::kContended;
+    }
     int e = p::GetIdentity(h, id);
     if (e != 0) {
       UnlockSteps(h, steps, *k);
@@ -115,7 +121,7 @@ Attempt Locked(Napi::Env env, p::handle_t h, const PathArg& path, const p::LockR
     return Attempt::kContended;
   }
   Verified v;
-  int e = VerifyIdentity(h, path.c_str(), &v);
+  int e = known != nullptr ? VerifyPath(*known, path.c_str(), &v) : VerifyIdentity(h, path.c_str(), &v);
   if (e != 0 || !v.same) UnlockSteps(h, steps, n);
   if (e != 0) throw MakeSystemError(env, e, v.syscall, path.c_str());
   *id = v.id;
@@ -138,14 +144,14 @@ bool OpenLockFile(Napi::Env env, Instance* inst, const PathArg& path, int flags,
 }
 
 // The answer of acquire(): the identity, with out[0] the descriptor and
-// out[1] the contended step or -1; a lock held whole is remembered for
-// release()'s keepOpen.
+// out[1] the contended step or -1; with `remember`, a lock held whole is
+// remembered for release()'s keepOpen.
 Napi::Value Answer(Napi::Env env, Instance* inst, p::handle_t h, const PathArg& path, Attempt a, int k,
-                   const p::Identity& id) {
+                   const p::Identity& id, bool remember) {
   inst->out[0] = static_cast<double>(h);
   inst->out[1] = a == Attempt::kHeld ? -1 : k;
-  if (a == Attempt::kHeld) inst->acquired[h] = Instance::Held{id, std::string(path.c_str(), path.size())};
-  return Napi::String::New(env, IdentityKey(id));
+  if (remember && a == Attempt::kHeld) inst->acquired[h] = Instance::Held{id, std::string(path.c_str(), path.size())};
+  return IdentityValue(env, id);
 }
 
 // acquire(path, openFlags, type, steps...) -> identity
@@ -166,6 +172,7 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
   Instance* inst = Inst(env);
   const PathArg path(info, 0);
   int flags = static_cast<int>(IntArg(info, 1, "flags"));
+  bool remember = (flags & kAcquireKeep) != 0;
   p::LockRequest steps[kMaxSteps];
   int n = StepArgs(info, 3, static_cast<int>(IntArg(info, 2, "type")), steps);
   int k = 0;
@@ -174,11 +181,11 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
   if ((flags & p::kOpenWrite) && !inst->fd_cache.empty() && TakeCachedFd(inst, path.c_str(), path.size(), &cached)) {
     Attempt a = Attempt::kReplaced;
     try {
-      a = Locked(env, cached.fd, path, steps, n, &k, &id);
+      a = Locked(env, cached.fd, path, steps, n, &k, &id, &cached.id);
     } catch (const Napi::Error&) {
       a = Attempt::kReplaced;  // an error on a kept descriptor: forget it and open afresh
     }
-    if (a != Attempt::kReplaced && id == cached.id) return Answer(env, inst, cached.fd, path, a, k, id);
+    if (a != Attempt::kReplaced) return Answer(env, inst, cached.fd, path, a, k, id, remember);
     if (a != Attempt::kReplaced) UnlockSteps(cached.fd, steps, k);
     CloseHandle(inst, cached.fd);
   }
@@ -192,7 +199,7 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
       CloseHandle(inst, h);
       throw;
     }
-    if (a != Attempt::kReplaced) return Answer(env, inst, h, path, a, k, id);
+    if (a != Attempt::kReplaced) return Answer(env, inst, h, path, a, k, id, remember);
     CloseHandle(inst, h);  // replaced or deleted while we locked: a lock on it would exclude nobody
   }
   std::string shown(path.c_str(), path.size());

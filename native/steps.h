@@ -55,4 +55,18 @@ inline int VerifyIdentity(platform::handle_t h, const char* path, Verified* v) {
   return 0;
 }
 
+// VerifyIdentity for a descriptor whose identity is `known` already (one kept
+// open: the file it refers to cannot change): only the path is looked at.
+inline int VerifyPath(const platform::Identity& known, const char* path, Verified* v) {
+  v->id = known;
+  platform::Identity at;
+  int e = platform::StatPathIdentity(path, &at);
+  if (e != 0 && !platform::IsMissing(e)) {
+    v->syscall = "stat";
+    return e;
+  }
+  v->same = e == 0 && at == known;
+  return 0;
+}
+
 }  // namespace fslock

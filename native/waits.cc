@@ -192,7 +192,7 @@ void CallJs(napi_env raw_env, napi_value, void*, void* data) {
   } else if (result == 0) {
     Napi::Value identity = env.Undefined();
     if (ctx->follow_state == -1) {
-      identity = Napi::String::New(env, IdentityKey(ctx->id));
+      identity = IdentityValue(env, ctx->id);
       // taken whole, like acquire() takes it: release() may keep the descriptor open for the next lock
       if (ctx->reusable && !ctx->cancelled) {
         ctx->inst->acquired[ctx->handle] = Instance::Held{ctx->id, ctx->verify_path};

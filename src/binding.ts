@@ -21,6 +21,8 @@ export interface BindingConstants {
   OPEN_NOFOLLOW: 4;
   /** With OPEN_CREATE: fail with EEXIST when anything (a symlink too) is there. */
   OPEN_EXCLUSIVE: 8;
+  /** acquire(): the lock may be released with keepOpen (remember its path). */
+  ACQUIRE_KEEP: 256;
   /** open(2) flags creating an anonymous file in a directory (O_TMPFILE|O_RDWR), or 0 where the OS has none. */
   ANONYMOUS_FILE: number;
   /** Whether blocking waits can run on an interruptible native thread. */

@@ -98,7 +98,7 @@ export abstract class LockStrategy {
   }
 
   /** The native fast path (see `fast`): throws the open's errors as they are. */
-  acquireFast(_path: string, _create: boolean, _type: number): FastResult {
+  acquireFast(_path: string, _create: boolean, _type: number, _keepOpen?: boolean): FastResult {
     throw new Error('fslock: no fast path for this primitive');
   }
 
@@ -243,8 +243,8 @@ class KernelStrategy extends LockStrategy {
     return !this.#mixed;
   }
 
-  override acquireFast(path: string, create: boolean, type: number): FastResult {
-    const flags = C.OPEN_WRITE | (create ? C.OPEN_CREATE : 0);
+  override acquireFast(path: string, create: boolean, type: number, keepOpen = false): FastResult {
+    const flags = C.OPEN_WRITE | (create ? C.OPEN_CREATE : 0) | (keepOpen && KEEP_OPEN ? C.ACQUIRE_KEEP : 0);
     const identity =
       this.#plan !== 0
         ? binding.acquire(path, flags, type, this.#plan)

@@ -113,7 +113,12 @@ export function openAndTry(path: string, options: ParsedLockOptions, strategy: L
     // One native call: open, every step, identity check.
     let result = null;
     try {
-      result = strategy.acquireFast(path, options.create, typeOf(options.mode));
+      result = strategy.acquireFast(
+        path,
+        options.create,
+        typeOf(options.mode),
+        options.keepOpen && !options.unlinkOnRelease,
+      );
     } catch (err) {
       if (!SLOW_PATH_CODES.has(errorCode(err) ?? '')) throw err;
     }
