@@ -207,6 +207,7 @@ function fileName(pid: number, key: string): string {
 interface Watched {
   key: string;
   path: string;
+  started: number; // when the wait began (looked at from CHECK_MS on)
   since: number | null; // when its cycle was first seen
   misses: number; // looks in a row that did not see it since (one is forgiven: a table read mid-change)
   fail: (err: Error) => void;
@@ -248,14 +249,20 @@ function look(list: Iterable<Watched>, now: number, own?: OwnRequest): Array<[Wa
 }
 
 function tick(): void {
+  if (watched.size === 0) {
+    // the last wait ended since the previous tick (see watchWait)
+    clearInterval(timer!);
+    timer = null;
+    return;
+  }
   const now = performance.now();
-  for (const [w, err] of look(watched, now)) {
+  // A wait is looked at once it has lasted CHECK_MS: the timer outlives the
+  // waits it was started for, and a hand-off must not pay for a look.
+  const due = [...watched].filter((w) => now - w.started >= CHECK_MS);
+  if (due.length === 0) return;
+  for (const [w, err] of look(due, now)) {
     watched.delete(w);
     w.fail(err);
-  }
-  if (watched.size === 0 && timer) {
-    clearInterval(timer);
-    timer = null;
   }
 }
 
@@ -266,16 +273,15 @@ function tick(): void {
  */
 export function watchWait(identity: string, path: string, fail: (err: Error) => void): () => void {
   if (!platform().lockTable) return () => undefined;
-  const w: Watched = { key: fileKey(identity), path, since: null, misses: 0, fail };
+  const w: Watched = { key: fileKey(identity), path, started: performance.now(), since: null, misses: 0, fail };
   watched.add(w);
   timer ??= setInterval(tick, CHECK_MS);
   timer.unref?.();
+  // Stopping the timer is left to its next tick: a wait that ends with a
+  // grant wakes a cold event loop, where clearing an interval costs more
+  // than the whole rest of the hand-off.
   return () => {
     watched.delete(w);
-    if (watched.size === 0 && timer) {
-      clearInterval(timer);
-      timer = null;
-    }
   };
 }
 
@@ -294,7 +300,7 @@ export function checkSyncWait(
 ): Error | null {
   if (!platform().lockTable) return null;
   const key = fileKey(identity);
-  const w: Watched = { key, path, ...state, fail: () => undefined };
+  const w: Watched = { key, path, started: 0, ...state, fail: () => undefined };
   const r = look([w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });
   state.since = w.since;
   state.misses = w.misses;

@@ -44,6 +44,13 @@ export interface WaitContext {
   holder: () => HolderRecordLike | null;
   /** Look for a cycle of waits while waiting (deadlock.ts): the identity of the file waited for. */
   deadlock?: string;
+  /**
+   * Called in the wait's own callback, before its promise settles, with what
+   * the waiter thread found after a grant (see acquire.ts): the caller may
+   * finish the lock there, in the one turn of the event loop that the grant
+   * wakes, instead of in the microtask turns after it.
+   */
+  onGrant?: (outcome: WaitOutcome) => void;
 }
 
 /**
@@ -100,8 +107,10 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<WaitOutco
     const done = (err: Error | null, state?: number, identity?: string) => {
       if (settled) return;
       cleanup();
-      if (err) reject(err);
-      else resolve(state === undefined ? undefined : { state, identity });
+      if (err) return reject(err);
+      const outcome = state === undefined ? undefined : { state, identity };
+      if (outcome) ctx.onGrant?.(outcome);
+      resolve(outcome);
     };
     const handle = req.then
       ? binding.waitStart(

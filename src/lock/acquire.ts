@@ -22,29 +22,37 @@ import { FileLock } from './file-lock.js';
 import { heldByThisThread, noteHeld, waitContext } from './held.js';
 import { lineKey, lines, serveLine, waitInLine, type Line } from './line.js';
 
-/** Takes the lock, waiting in this thread's line and in the kernel while it is held elsewhere. */
-export async function acquire(
-  path: string,
-  options: ParsedLockOptions,
-  trace?: LockTraceContext,
-): Promise<FileLock | null> {
-  if (options.signal?.aborted) throw abortError(path, options.signal.reason, 'before');
-  const strategy = strategyFor(options.primitive, options.range, path);
-  const attempt = openAndTry(path, options, strategy);
-  if (attempt instanceof FileLock) return attempt;
-  if (options.timeout === 0) failHeldElsewhere(path, attempt);
-  if (trace) trace.waited = true;
-  const deadline = options.timeout === Infinity ? Infinity : performance.now() + options.timeout;
-  let identity: string;
+/**
+ * Takes the lock, waiting in this thread's line and in the kernel while it is
+ * held elsewhere. Not an async function: the promise of a wait in the kernel
+ * is the caller's own, resolved in the wait's callback (see waitInKernel).
+ */
+export function acquire(path: string, options: ParsedLockOptions, trace?: LockTraceContext): Promise<FileLock | null> {
   try {
-    identity = attempt.identity ?? binding.identity(attempt.h.fd);
+    if (options.signal?.aborted) throw abortError(path, options.signal.reason, 'before');
+    const strategy = strategyFor(options.primitive, options.range, path);
+    const attempt = openAndTry(path, options, strategy);
+    if (attempt instanceof FileLock) return Promise.resolve(attempt);
+    if (options.timeout === 0) failHeldElsewhere(path, attempt);
+    if (trace) trace.waited = true;
+    const deadline = options.timeout === Infinity ? Infinity : performance.now() + options.timeout;
+    let identity: string;
+    try {
+      identity = attempt.identity ?? binding.identity(attempt.h.fd);
+    } catch (err) {
+      closeAttempt(attempt);
+      throw err;
+    }
+    const place = takePlaceInLine(path, options, strategy, attempt, identity, deadline);
+    if (!(place instanceof Promise)) {
+      return waitInKernel(path, options, strategy, place.line, place.contended, identity, deadline);
+    }
+    return place.then((p) =>
+      p instanceof FileLock ? p : waitInKernel(path, options, strategy, p.line, p.contended, identity, deadline),
+    );
   } catch (err) {
-    closeAttempt(attempt);
-    throw err;
+    return Promise.reject(err as Error);
   }
-  const place = await takePlaceInLine(path, options, strategy, attempt, identity, deadline);
-  if (place instanceof FileLock) return place;
-  return waitInKernel(path, options, strategy, place.line, place.contended, identity, deadline);
 }
 
 /**
@@ -52,29 +60,39 @@ export async function acquire(
  * already (without a descriptor or thread of our own), until served the lock
  * or made the one that waits in the kernel; or at its head at once.
  */
-async function takePlaceInLine(
+type Place = { line: Line; contended: Contended };
+
+function takePlaceInLine(
   path: string,
   options: ParsedLockOptions,
   strategy: LockStrategy,
   attempt: Contended,
   identity: string,
   deadline: number,
-): Promise<FileLock | { line: Line; contended: Contended }> {
+): Place | Promise<FileLock | Place> {
   const key = lineKey(identity, strategy, options.range);
   let line = lines.get(key);
   if (line && (line.active || line.tickets.length > 0)) {
     closeAttempt(attempt);
-    const got = await waitInLine(line, path, options, strategy, deadline);
-    if (got instanceof FileLock) return got;
-    return { line, contended: got }; // made the kernel waiter (serveLine set line.active)
+    const behind = line;
+    return waitInLine(behind, path, options, strategy, deadline).then(
+      (got) => (got instanceof FileLock ? got : { line: behind, contended: got }), // made the kernel waiter (serveLine set line.active)
+    );
   }
   if (line) line.active = true;
   else lines.set(key, (line = { key, active: true, tickets: [] }));
   return { line, contended: attempt };
 }
 
-/** Waits in the kernel, step by step, as the head of `line`, until the lock is held (or the wait fails). */
-async function waitInKernel(
+/**
+ * Waits in the kernel, step by step, as the head of `line`, until the lock is
+ * held (or the wait fails). A grant of the whole lock (the waiter thread took
+ * every step and checked the file) is finished in the wait's callback, which
+ * resolves the promise returned here at once: the caller resumes in the first
+ * microtask turn after the event loop woke, with nothing of fslock's left to
+ * run cold in between.
+ */
+function waitInKernel(
   path: string,
   options: ParsedLockOptions,
   strategy: LockStrategy,
@@ -84,6 +102,12 @@ async function waitInKernel(
   deadline: number,
 ): Promise<FileLock | null> {
   let contended = first;
+  // The FileLock a hand-off ends with, built before each wait (not for
+  // records, written once held): on a grant of the whole lock nothing is left
+  // but to count it held.
+  let ready: FileLock | null = null;
+  let granted: FileLock | null = null;
+  let resolveNow!: (l: FileLock) => void;
   const ctx = waitContext(
     path,
     options.timeout,
@@ -92,49 +116,59 @@ async function waitInKernel(
     deadline,
     options.deadlock ? identity : undefined,
   );
-  try {
-    for (;;) {
-      let outcome: WaitOutcome | undefined;
-      // The FileLock a hand-off ends with, built before the wait: on a grant
-      // of the whole lock (the waiter thread took every step and checked the
-      // file), nothing is left to do but count it held: the event loop,
-      // just woken, runs as little as it can before the caller resumes.
-      const ready = options.record ? null : new FileLock(path, contended.h, contended.s, options, identity, null, true);
-      try {
-        outcome = await contended.s.waitStep(contended.h, contended.step, typeOf(options.mode), ctx, path);
-      } catch (err) {
-        endFailedWait(contended, err);
+  ctx.onGrant = (outcome) => {
+    if (ready === null || outcome.state !== -1 || outcome.identity !== identity) return;
+    noteHeld(identity, 1);
+    ready.startClock();
+    granted = ready;
+    resolveNow(ready); // the caller resumes once this callback has returned
+    leaveLine(line, options);
+  };
+  const loop = async (): Promise<FileLock | null> => {
+    try {
+      for (;;) {
+        let outcome: WaitOutcome | undefined;
+        ready = options.record ? null : new FileLock(path, contended.h, contended.s, options, identity, null, true);
+        try {
+          outcome = await contended.s.waitStep(contended.h, contended.step, typeOf(options.mode), ctx, path);
+        } catch (err) {
+          endFailedWait(contended, err);
+        }
+        if (granted) return granted; // finished in the callback (onGrant)
+        if (outcome?.state === -2 && options.untilReleased) {
+          // Deleted (or replaced) while held, then let go: the release waited for.
+          closeAttempt(contended);
+          line.active = false;
+          serveLine(line);
+          return null;
+        }
+        const next = continueAfterGrant(path, options, strategy, contended, outcome);
+        if (next instanceof FileLock) {
+          leaveLine(line, options);
+          return next;
+        }
+        contended = next;
       }
-      if (outcome?.state === -2 && options.untilReleased) {
-        // Deleted (or replaced) while held, then let go: the release waited for.
-        closeAttempt(contended);
-        line.active = false;
-        serveLine(line);
-        return null;
-      }
-      let next: FileLock | Contended;
-      if (ready !== null && outcome?.state === -1 && outcome.identity === identity) {
-        noteHeld(identity, 1);
-        ready.startClock();
-        next = ready;
-      } else {
-        next = continueAfterGrant(path, options, strategy, contended, outcome);
-      }
-      if (next instanceof FileLock) {
-        // The rest of the line is served when this lock is released; shared
-        // waiters right behind a shared lock come in now.
-        line.active = false;
-        if (options.mode === 'shared') serveLine(line);
-        else if (line.tickets.length === 0) lines.delete(line.key);
-        return next;
-      }
-      contended = next;
+    } catch (err) {
+      line.active = false;
+      serveLine(line); // the next in line takes over the wait
+      throw err;
     }
-  } catch (err) {
-    line.active = false;
-    serveLine(line); // the next in line takes over the wait
-    throw err;
-  }
+  };
+  return new Promise<FileLock | null>((resolve, reject) => {
+    resolveNow = resolve;
+    loop().then(resolve, reject); // settled already when granted in the callback
+  });
+}
+
+/**
+ * The head of `line` holds the lock now: the rest of the line is served when
+ * it is released; shared waiters right behind a shared lock come in now.
+ */
+function leaveLine(line: Line, options: ParsedLockOptions): void {
+  line.active = false;
+  if (options.mode === 'shared') serveLine(line);
+  else if (line.tickets.length === 0) lines.delete(line.key);
 }
 
 export function acquireSync(
