@@ -44,6 +44,7 @@ struct WaitCtx {
   bool reusable = false;  // a read-write descriptor whose whole lock release() may keep open for reuse
   int follow_state = -1;  // -1 every step taken and the file verified, k contended at then[k], -2 file replaced
   int follow_err = 0;
+  double grant_ms = 0;  // when the kernel granted the wait (p::PerfClockMs), 0 unknown
   const char* follow_syscall = nullptr;
   p::Identity id;
   // Owners: the pool thread until it posts, each posted result (the early one
@@ -120,6 +121,7 @@ void* EarlyTag(WaitCtx* ctx) { return reinterpret_cast<void*>(reinterpret_cast<u
 // the ordinary post after them does.
 void FollowUp(p::Waiter*, void* raw) {
   WaitCtx* ctx = static_cast<WaitCtx*>(raw);
+  ctx->grant_ms = p::PerfClockMs();
   {
     std::lock_guard<std::mutex> lk(ctx->early_mu);
     if (!ctx->closing) {
@@ -198,7 +200,7 @@ void CallJs(napi_env raw_env, napi_value, void*, void* data) {
         ctx->inst->acquired[ctx->handle] = Instance::Held{ctx->id, ctx->verify_path};
       }
     }
-    cb.Call({env.Null(), Napi::Number::New(env, ctx->follow_state), identity});
+    cb.Call({env.Null(), Napi::Number::New(env, ctx->follow_state), identity, Napi::Number::New(env, ctx->grant_ms)});
   } else {
     cb.Call({MakeSystemError(env, result, LockSyscall(ctx->primitive)).Value()});
   }
@@ -215,7 +217,8 @@ void WaitDoneOnThread(p::Waiter*, void* raw) {
 // The callback receives (null) once the lock is granted or (error). Given the
 // path and the steps after this one (StepArgs' forms; 0 for none), the pool
 // thread takes those and checks the file's identity too (FollowUp), and the
-// callback receives (null, state, identity): state -1 with the identity when
+// callback receives (null, state, identity, grantMs) (grantMs: when the kernel
+// granted it, p::PerfClockMs, 0 unknown): state -1 with the identity when
 // the lock is whole, k when then-step k is held by someone else (the wait
 // continues there), -2 when the file at `path` was replaced meanwhile.
 Napi::Value WaitStart(const Napi::CallbackInfo& info) {

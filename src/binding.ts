@@ -127,7 +127,7 @@ export interface Binding {
     type: number,
     start: number,
     len: number,
-    callback: (err: Error | null, state?: number, identity?: string) => void,
+    callback: (err: Error | null, state?: number, identity?: string, grantMs?: number) => void,
     verifyPath?: string,
     reusable?: boolean,
     ...thenSteps: number[]

@@ -208,6 +208,7 @@ interface Watched {
   key: string;
   path: string;
   started: number; // when the wait began (looked at from CHECK_MS on)
+  ended: boolean; // the wait is over (removed at the next tick)
   since: number | null; // when its cycle was first seen
   misses: number; // looks in a row that did not see it since (one is forgiven: a table read mid-change)
   fail: (err: Error) => void;
@@ -249,6 +250,7 @@ function look(list: Iterable<Watched>, now: number, own?: OwnRequest): Array<[Wa
 }
 
 function tick(): void {
+  for (const w of watched) if (w.ended) watched.delete(w);
   if (watched.size === 0) {
     // the last wait ended since the previous tick (see watchWait)
     clearInterval(timer!);
@@ -273,15 +275,23 @@ function tick(): void {
  */
 export function watchWait(identity: string, path: string, fail: (err: Error) => void): () => void {
   if (!platform().lockTable) return () => undefined;
-  const w: Watched = { key: fileKey(identity), path, started: performance.now(), since: null, misses: 0, fail };
+  const w: Watched = {
+    key: fileKey(identity),
+    path,
+    started: performance.now(),
+    ended: false,
+    since: null,
+    misses: 0,
+    fail,
+  };
   watched.add(w);
   timer ??= setInterval(tick, CHECK_MS);
   timer.unref?.();
-  // Stopping the timer is left to its next tick: a wait that ends with a
-  // grant wakes a cold event loop, where clearing an interval costs more
-  // than the whole rest of the hand-off.
+  // Forgetting the wait and stopping the timer are left to its next tick: a
+  // wait that ends with a grant wakes a cold event loop, where clearing an
+  // interval costs more than the whole rest of the hand-off.
   return () => {
-    watched.delete(w);
+    w.ended = true;
   };
 }
 
@@ -300,7 +310,7 @@ export function checkSyncWait(
 ): Error | null {
   if (!platform().lockTable) return null;
   const key = fileKey(identity);
-  const w: Watched = { key, path, started: 0, ...state, fail: () => undefined };
+  const w: Watched = { key, path, started: 0, ended: false, ...state, fail: () => undefined };
   const r = look([w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });
   state.since = w.since;
   state.misses = w.misses;

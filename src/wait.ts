@@ -31,6 +31,8 @@ export interface KernelWait {
 export interface WaitOutcome {
   state: number;
   identity: string | undefined;
+  /** When the kernel granted the wait, on the native clock (FileLock.startClock); 0 unknown. */
+  grantMs?: number;
 }
 
 export interface WaitContext {
@@ -104,11 +106,11 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<WaitOutco
       unwatch?.();
       ctx.signal?.removeEventListener('abort', onAbort);
     };
-    const done = (err: Error | null, state?: number, identity?: string) => {
+    const done = (err: Error | null, state?: number, identity?: string, grantMs?: number) => {
       if (settled) return;
       cleanup();
       if (err) return reject(err);
-      const outcome = state === undefined ? undefined : { state, identity };
+      const outcome = state === undefined ? undefined : { state, identity, grantMs };
       if (outcome) ctx.onGrant?.(outcome);
       resolve(outcome);
     };

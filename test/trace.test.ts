@@ -5,7 +5,7 @@ import { channel, tracingChannel } from 'node:diagnostics_channel';
 import { join } from 'node:path';
 import { lock, lockSync, tryLock } from '../src/index.js';
 import { openSession } from '../src/session/index.js';
-import { cleanupTempDirs, startNode, tempDir } from './helpers.js';
+import { cleanupTempDirs, startNode, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -75,6 +75,39 @@ describe('fslock:lock, fslock:release and the session channels', () => {
       'end:locked:false',
     ]);
   });
+
+  it.runIf(process.platform === 'linux')(
+    "a lock granted after a wait: heldMs counts from the grant (the waiter thread's clock)",
+    async () => {
+      const p = join(tempDir(), 'granted.lock');
+      const h = startNode('hold.cjs', [p]);
+      await h.waitFor('locked');
+      const releases: Array<{ heldMs: number }> = [];
+      const onRelease = (m: unknown) => releases.push(m as { heldMs: number });
+      channel('fslock:release').subscribe(onRelease);
+      let outer = 0;
+      let inner = 0;
+      try {
+        const t0 = performance.now();
+        const pending = lock(p);
+        await untilBlocked(p, 1);
+        h.send('release');
+        const l = await pending;
+        const t1 = performance.now();
+        await new Promise((r) => setTimeout(r, 50));
+        l.release();
+        const t2 = performance.now();
+        outer = t2 - t0; // the grant came after the wait began
+        inner = t2 - t1; // and before this await resumed
+      } finally {
+        channel('fslock:release').unsubscribe(onRelease);
+        h.child.kill('SIGKILL');
+      }
+      expect(releases).toHaveLength(1);
+      expect(releases[0]!.heldMs).toBeGreaterThanOrEqual(inner - 0.01);
+      expect(releases[0]!.heldMs).toBeLessThanOrEqual(outer + 0.01);
+    },
+  );
 
   it('session open and finalize, and the collection after it, are published', async () => {
     const seen: Array<[string, unknown]> = [];

@@ -119,6 +119,11 @@ int LinkAnonymous(handle_t h, const char* to);
 int Lock(const LockRequest& req, handle_t h, bool wait);
 int Query(const LockRequest& req, handle_t h, LockQuery* out);
 
+// Milliseconds on the clock Node's performance.now() counts on (libuv's
+// uv_hrtime: CLOCK_MONOTONIC on Linux), or 0 where that clock is not known
+// to be the same.
+double PerfClockMs();
+
 // Interruptible waits (Unix). Each wait runs on a thread from a small
 // process-wide pool (idle threads are reused, not one created per wait); the
 // thread makes the blocking call, and Cancel() interrupts it with a

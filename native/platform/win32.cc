@@ -190,6 +190,7 @@ int Lock(const LockRequest& req, handle_t h, bool wait) {
 int Query(const LockRequest&, handle_t, LockQuery*) { return ERROR_NOT_SUPPORTED; }
 
 // Waits are not done on native threads here (see the top of this file).
+double PerfClockMs() { return 0; }
 bool WaitSupported() { return false; }
 int WaitStart(const LockRequest&, handle_t, WaitDone, void*, Waiter**, WaitDone) { return ERROR_NOT_SUPPORTED; }
 int WaitResult(Waiter*) { return ERROR_NOT_SUPPORTED; }

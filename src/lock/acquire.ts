@@ -119,7 +119,7 @@ function waitInKernel(
   ctx.onGrant = (outcome) => {
     if (ready === null || outcome.state !== -1 || outcome.identity !== identity) return;
     noteHeld(identity, 1);
-    ready.startClock();
+    ready.startClock(outcome.grantMs);
     granted = ready;
     resolveNow(ready); // the caller resumes once this callback has returned
     leaveLine(line, options);

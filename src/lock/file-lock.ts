@@ -17,6 +17,9 @@ import { releaseChannel } from '../trace.js';
 import { unlinkIfHeld } from '../unlink.js';
 import { holderOf, noteHeld, waitContext } from './held.js';
 
+/** performance.now() minus the native PerfClockMs (both libuv's uv_hrtime clock on Linux). */
+const PERF_CLOCK_OFFSET = performance.now() - Number(process.hrtime.bigint()) / 1e6;
+
 type ReleaseHook = (identity: string, s: LockStrategy, range: LockRange | null) => void;
 let releaseHook: ReleaseHook = () => undefined;
 
@@ -115,9 +118,14 @@ export class FileLock {
     return this.#identity;
   }
 
-  /** @internal Held from now (a FileLock built before its wait is granted later). */
-  startClock(): void {
-    this.#since = performance.now();
+  /**
+   * @internal Held from now (a FileLock built before its wait is granted
+   * later), or from `grantMs` (the native clock of the grant, PerfClockMs;
+   * 0 unknown): reading performance.now() in a just-woken event loop costs
+   * more than the rest of the hand-off's bookkeeping.
+   */
+  startClock(grantMs = 0): void {
+    this.#since = grantMs > 0 ? grantMs + PERF_CLOCK_OFFSET : performance.now();
   }
 
   /** Marks this FileLock released; true the first time. */
@@ -135,10 +143,14 @@ export class FileLock {
    * file; a file with data is never deleted).
    */
   release(): void {
-    if (!this.#close()) return;
+    if (this.#released) return;
+    this.#released = true;
     try {
+      // the kernel first: a waiter in another process is woken by the unlock,
+      // and this thread's bookkeeping can follow while it wakes
       this.#releaseHandle();
     } finally {
+      noteHeld(this.#identity, -1);
       releaseHook(this.#identity, this.#strategy, this.range);
       if (releaseChannel.hasSubscribers) {
         const heldMs = performance.now() - this.#since;
