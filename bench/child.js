@@ -4,17 +4,59 @@
 //   role wait:      {go} -> 'waiting'; when acquired -> { t }, then releases
 //   role counter:   increments a counter file under the lock until a deadline
 //   role eventloop: measures event-loop delay and readFile latency with 100 pending waits
+//   role pipe-wait / pipe-poke: the Node floor of a hand-off (a pipe wakes an idle event loop)
 const fs = require('node:fs');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
 const { contenders, lockPathFor } = require('./contenders.js');
 
 const [role, name, base, extra] = process.argv.slice(2);
-const c = contenders[name];
+const c = name === 'Node floor' ? null : contenders[name];
 const p = lockPathFor(name, base);
 const now = () => process.hrtime.bigint();
 const send = (m) => process.send(m);
 
-if (role === 'hold' || role === 'wait') {
+if (role === 'pipe-wait' || role === 'pipe-poke') {
+  // The Node floor of a hand-off: one process wakes another's idle event loop
+  // through a pipe (a FIFO at `base`), the least any wait that ends in
+  // JavaScript can cost. pipe-wait stamps each byte's arrival; pipe-poke
+  // stamps, then writes one byte, on {poke}.
+  let fd = null;
+  if (role === 'pipe-wait' && extra === 'socket') {
+    // the event loop's own poll wakes on the pipe (a net.Socket's 'data')
+    const net = require('node:net');
+    fd = fs.openSync(base, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    const sock = new net.Socket({ fd, readable: true, writable: false });
+    sock.on('data', (chunk) => {
+      const t = now();
+      for (let i = 0; i < chunk.length; i++) send({ t: String(t) });
+    });
+    send({ ready: true });
+  } else if (role === 'pipe-wait') {
+    // a blocking read on another thread (libuv's pool), whose end wakes the
+    // event loop: how a native lock's wait ends, with the least JavaScript
+    fd = fs.openSync(base, fs.constants.O_RDWR); // a FIFO opened read-write never sees EOF
+    const buf = Buffer.alloc(1);
+    const read = () =>
+      fs.read(fd, buf, 0, 1, null, (err) => {
+        const t = now();
+        if (err) throw err;
+        send({ t: String(t) });
+        read();
+      });
+    read();
+    send({ ready: true });
+  }
+  process.on('message', (m) => {
+    if (m.poke) {
+      fd ??= fs.openSync(base, fs.constants.O_WRONLY);
+      const t = now();
+      fs.writeSync(fd, 'x');
+      send({ t: String(t) });
+    } else if (m.exit) {
+      process.exit(0);
+    }
+  });
+} else if (role === 'hold' || role === 'wait') {
   let release = null;
   process.on('message', async (m) => {
     if (m.acquire) {

@@ -39,6 +39,11 @@ const contenders = {
     shared: true,
     cycle: async (p, o) => (await fslock.lock(p, { mode: o.shared ? 'shared' : 'exclusive' })).release(),
   },
+  'fslock (keepOpen: true)': {
+    waits: 'kernel wait on a native thread (flock + OFD)',
+    shared: true,
+    cycle: (p, o) => fslock.lockSync(p, { mode: o.shared ? 'shared' : 'exclusive', keepOpen: true }).release(),
+  },
   'fslock (record: true)': {
     waits: 'kernel wait on a native thread (flock + OFD), writing a holder record',
     shared: false,

@@ -3,8 +3,14 @@
  * with raw system calls and nothing else. Compiled by bench/run.js with the
  * system compiler.
  *
- *   floor uncontended <path> <iterations> <flock|ofd|flock+ofd> <ex|sh>
+ *   floor uncontended <path> <iterations> <flock|ofd|flock+ofd[+verify]> <ex|sh>
  *       open, lock, unlock, close in a loop; prints per-iteration latencies.
+ *       +verify adds fslock's identity check after locking: fstat of the
+ *       descriptor and stat of the path.
+ *   floor kept <path> <iterations> <prim> <ex|sh>
+ *       the same on a descriptor opened once (fslock's keepOpen): lock,
+ *       (+verify: stat of the path only, the descriptor's identity is known),
+ *       unlock.
  *   floor handoff <path> <rounds> <flock|ofd|flock+ofd>
  *       a parent holds the lock, a forked child blocks on it; the parent
  *       releases; prints the time from release to the child holding it.
@@ -20,6 +26,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +58,14 @@ static int do_lock(int fd, const char *prim, int exclusive, int wait) {
   return 0;
 }
 
+/* fslock's identity check: the locked file is still the one at the path */
+static void verify(int fd, const char *path, const char *prim, int kept) {
+  struct stat a, b;
+  if (!strstr(prim, "verify")) return;
+  if (!kept && fstat(fd, &a) != 0) die("fstat");
+  if (stat(path, &b) != 0) die("stat");
+}
+
 static void do_unlock(int fd, const char *prim) {
   if (strstr(prim, "ofd")) ofd(fd, F_UNLCK, 0);
   if (strstr(prim, "flock")) flock(fd, LOCK_UN);
@@ -79,10 +94,27 @@ int main(int argc, char **argv) {
       int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
       if (fd < 0) die("open");
       if (do_lock(fd, prim, exclusive, 0) != 0) die("lock");
+      verify(fd, path, prim, 0);
       do_unlock(fd, prim);
       close(fd);
       samples[i] = now_ns() - t0;
     }
+    print_samples(samples, n);
+    return 0;
+  }
+
+  if (strcmp(mode, "kept") == 0) {
+    int exclusive = argc < 6 || strcmp(argv[5], "sh") != 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) die("open");
+    for (long i = 0; i < n; i++) {
+      uint64_t t0 = now_ns();
+      if (do_lock(fd, prim, exclusive, 0) != 0) die("lock");
+      verify(fd, path, prim, 1);
+      do_unlock(fd, prim);
+      samples[i] = now_ns() - t0;
+    }
+    close(fd);
     print_samples(samples, n);
     return 0;
   }
