@@ -5,7 +5,8 @@
  * or OFD locks, so a process waiting for a lock held by a process that waits,
  * directly or through others, for a lock the first one holds would wait
  * forever. While a wait of this process lasts (and only then: nothing runs
- * for an uncontended lock), Linux's /proc/locks is read ten times a second,
+ * for an uncontended lock), Linux's /proc/locks is read ten times a second
+ * (asynchronously, for lock(): the read can take milliseconds),
  * with the fdinfo of the processes that wait (see waitersHoldings), and a wait-for graph between processes is built from it: every blocked
  * request is an edge from its process to each process holding a conflicting
  * lock on that file (same family — flock, or OFD/POSIX —, overlapping range,
@@ -22,7 +23,7 @@
  * fails, so the next one down does after one more step.
  */
 import { platform } from './platform.js';
-import { readdirSync, readFileSync, readlinkSync, statSync } from 'fs';
+import { readdirSync, readFile, readFileSync, readlinkSync, statSync } from 'fs';
 import { descriptorLocks } from './holder.js';
 import { performance } from 'perf_hooks';
 import { deadlockCycleError } from './errors.js';
@@ -225,9 +226,8 @@ function readTable(): string | null {
   }
 }
 
-/** Looks once; returns the waits that must give up, with their errors. */
-function look(list: Iterable<Watched>, now: number, own?: OwnRequest): Array<[Watched, Error]> {
-  const text = readTable();
+/** Looks once at the table's `text`; returns the waits that must give up, with their errors. */
+function look(text: string | null, list: Iterable<Watched>, now: number, own?: OwnRequest): Array<[Watched, Error]> {
   if (text === null) return [];
   const out: Array<[Watched, Error]> = [];
   const cycle = findCycle(text + waitersHoldings(text), process.pid, own);
@@ -249,6 +249,8 @@ function look(list: Iterable<Watched>, now: number, own?: OwnRequest): Array<[Wa
   return out;
 }
 
+let looking = false; // a read of the table is under way (tick)
+
 function tick(): void {
   for (const w of watched) if (w.ended) watched.delete(w);
   if (watched.size === 0) {
@@ -257,15 +259,22 @@ function tick(): void {
     timer = null;
     return;
   }
-  const now = performance.now();
   // A wait is looked at once it has lasted CHECK_MS: the timer outlives the
   // waits it was started for, and a hand-off must not pay for a look.
-  const due = [...watched].filter((w) => now - w.started >= CHECK_MS);
-  if (due.length === 0) return;
-  for (const [w, err] of look(due, now)) {
-    watched.delete(w);
-    w.fail(err);
-  }
+  if (looking || ![...watched].some((w) => performance.now() - w.started >= CHECK_MS)) return;
+  // Off the event loop: reading /proc/locks makes the kernel take its lock
+  // table for writing, which waits for an RCU grace period (8 ms measured
+  // here, while other processes lock and read files).
+  looking = true;
+  readFile('/proc/locks', 'utf8', (err, text) => {
+    looking = false;
+    const now = performance.now();
+    const due = [...watched].filter((w) => !w.ended && now - w.started >= CHECK_MS);
+    for (const [w, e] of look(err ? null : text, due, now)) {
+      watched.delete(w);
+      w.fail(e);
+    }
+  });
 }
 
 /**
@@ -311,7 +320,7 @@ export function checkSyncWait(
   if (!platform().lockTable) return null;
   const key = fileKey(identity);
   const w: Watched = { key, path, started: 0, ended: false, ...state, fail: () => undefined };
-  const r = look([w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });
+  const r = look(readTable(), [w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });
   state.since = w.since;
   state.misses = w.misses;
   return r.length ? r[0]![1] : null;
