@@ -16,16 +16,23 @@ import type { WaitContext } from '../wait.js';
  */
 const heldHere = new Map<string, number>();
 
+let heldCount = 0; // entries of heldHere above 0
+
 export function noteHeld(identity: string, delta: 1 | -1): void {
-  const n = (heldHere.get(identity) ?? 0) + delta;
-  if (n > 0) heldHere.set(identity, n);
-  else heldHere.delete(identity);
+  const before = heldHere.get(identity) ?? 0;
+  const n = before + delta;
+  if (before === 0 && n > 0) heldCount++;
+  else if (before > 0 && n === 0) heldCount--;
+  // A count that falls to 0 stays while the table is small (a file locked
+  // again and again would otherwise cost it a delete and a rehash each time).
+  if (n === 0 && heldHere.size > 64) heldHere.delete(identity);
+  else heldHere.set(identity, n);
 }
 
 export function heldByThisThread(fd: number): boolean {
-  if (heldHere.size === 0) return false;
+  if (heldCount === 0) return false;
   try {
-    return heldHere.has(binding.identity(fd));
+    return (heldHere.get(binding.identity(fd)) ?? 0) > 0;
   } catch {
     return false;
   }

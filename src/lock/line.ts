@@ -92,6 +92,7 @@ export function serveLine(line: Line): void {
 
 /** After a lock of this thread was released or downgraded: serve its line, if anyone waits in it. */
 function released(identity: string, s: LockStrategy, range: LockRange | null): void {
+  if (lines.size === 0) return; // nobody of this thread waits: the common case
   const line = lines.get(lineKey(identity, s, range));
   if (line) serveLine(line);
 }
