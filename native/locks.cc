@@ -186,8 +186,7 @@ Napi::Value Acquire(const Napi::CallbackInfo& info) {
       a = Attempt::kReplaced;  // an error on a kept descriptor: forget it and open afresh
     }
     if (a != Attempt::kReplaced) return Answer(env, inst, cached.fd, path, a, k, id, remember);
-    if (a != Attempt::kReplaced) UnlockSteps(cached.fd, steps, k);
-    CloseHandle(inst, cached.fd);
+    CloseHandle(inst, cached.fd);  // replaced, deleted, or an error: nothing is held on it
   }
   for (int attempt = 0; attempt < 1000; attempt++) {
     p::handle_t h;

@@ -57,13 +57,16 @@ struct WaitCtx {
 
 namespace {
 
-WaitCtx* Retain(WaitCtx* ctx) {
-  ctx->refs.fetch_add(1, std::memory_order_relaxed);
-  return ctx;
+// The intrusive count of a WaitCtx or a SyncWait (their `refs`).
+template <typename T>
+T* Retain(T* o) {
+  o->refs.fetch_add(1, std::memory_order_relaxed);
+  return o;
 }
 
-void Release(WaitCtx* ctx) {
-  if (ctx->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete ctx;
+template <typename T>
+void Release(T* o) {
+  if (o->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete o;
 }
 
 // Holds one reference for a scope.
@@ -319,15 +322,6 @@ struct SyncWait {
 };
 
 namespace {
-
-SyncWait* Retain(SyncWait* sw) {
-  sw->refs.fetch_add(1, std::memory_order_relaxed);
-  return sw;
-}
-
-void Release(SyncWait* sw) {
-  if (sw->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete sw;
-}
 
 void SyncDone(p::Waiter*, void* raw) {
   auto* sw = static_cast<SyncWait*>(raw);

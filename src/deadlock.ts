@@ -251,6 +251,14 @@ function look(text: string | null, list: Iterable<Watched>, now: number, own?: O
 
 let looking = false; // a read of the table is under way (tick)
 
+/**
+ * The waits to look at: those that have lasted CHECK_MS (the timer outlives
+ * the waits it was started for, and a hand-off must not pay for a look).
+ */
+function dueWaits(now: number): Watched[] {
+  return [...watched].filter((w) => !w.ended && now - w.started >= CHECK_MS);
+}
+
 function tick(): void {
   for (const w of watched) if (w.ended) watched.delete(w);
   if (watched.size === 0) {
@@ -259,9 +267,7 @@ function tick(): void {
     timer = null;
     return;
   }
-  // A wait is looked at once it has lasted CHECK_MS: the timer outlives the
-  // waits it was started for, and a hand-off must not pay for a look.
-  if (looking || ![...watched].some((w) => performance.now() - w.started >= CHECK_MS)) return;
+  if (looking || dueWaits(performance.now()).length === 0) return;
   // Off the event loop: reading /proc/locks makes the kernel take its lock
   // table for writing, which waits for an RCU grace period (8 ms measured
   // here, while other processes lock and read files).
@@ -269,8 +275,7 @@ function tick(): void {
   readFile('/proc/locks', 'utf8', (err, text) => {
     looking = false;
     const now = performance.now();
-    const due = [...watched].filter((w) => !w.ended && now - w.started >= CHECK_MS);
-    for (const [w, e] of look(err ? null : text, due, now)) {
+    for (const [w, e] of look(err ? null : text, dueWaits(now), now)) {
       watched.delete(w);
       w.fail(e);
     }

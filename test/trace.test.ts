@@ -93,12 +93,13 @@ describe('fslock:lock, fslock:release and the session channels', () => {
         await untilBlocked(p, 1);
         h.send('release');
         const l = await pending;
-        const t1 = performance.now();
+        const t1 = performance.now(); // the grant came before this await resumed
         await new Promise((r) => setTimeout(r, 50));
+        const t2 = performance.now(); // release() reads its clock after this
         l.release();
-        const t2 = performance.now();
-        outer = t2 - t0; // the grant came after the wait began
-        inner = t2 - t1; // and before this await resumed
+        const t3 = performance.now(); // and before this
+        inner = t2 - t1;
+        outer = t3 - t0; // the grant came after the wait began
       } finally {
         channel('fslock:release').unsubscribe(onRelease);
         h.child.kill('SIGKILL');

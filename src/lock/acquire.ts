@@ -55,13 +55,14 @@ export function acquire(path: string, options: ParsedLockOptions, trace?: LockTr
   }
 }
 
+/** Where a wait goes on: the head of `line`, waiting in the kernel from `contended`. */
+type Place = { line: Line; contended: Contended };
+
 /**
  * This thread's line for the lock: behind someone of this thread who waits
  * already (without a descriptor or thread of our own), until served the lock
  * or made the one that waits in the kernel; or at its head at once.
  */
-type Place = { line: Line; contended: Contended };
-
 function takePlaceInLine(
   path: string,
   options: ParsedLockOptions,

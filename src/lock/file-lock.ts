@@ -17,8 +17,21 @@ import { releaseChannel } from '../trace.js';
 import { unlinkIfHeld } from '../unlink.js';
 import { holderOf, noteHeld, waitContext } from './held.js';
 
-/** performance.now() minus the native PerfClockMs (both libuv's uv_hrtime clock on Linux). */
-const PERF_CLOCK_OFFSET = performance.now() - Number(process.hrtime.bigint()) / 1e6;
+/**
+ * performance.now() minus the native PerfClockMs (both libuv's uv_hrtime
+ * clock on Linux): the hrtime reading between two performance.now() readings
+ * closest together of a few, against their midpoint.
+ */
+const PERF_CLOCK_OFFSET = (() => {
+  let best = { gap: Infinity, offset: 0 };
+  for (let i = 0; i < 5; i++) {
+    const a = performance.now();
+    const h = Number(process.hrtime.bigint()) / 1e6;
+    const b = performance.now();
+    if (b - a < best.gap) best = { gap: b - a, offset: (a + b) / 2 - h };
+  }
+  return best.offset;
+})();
 
 type ReleaseHook = (identity: string, s: LockStrategy, range: LockRange | null) => void;
 let releaseHook: ReleaseHook = () => undefined;
