@@ -59,6 +59,7 @@ import { binding, C } from './binding.js';
 import { errorCode } from './errors.js';
 import { NAME_ATTEMPTS, randomTag, renameFresh } from './names.js';
 import type { LockMode } from './options.js';
+import { type KernelLock, type LockTable, parseProcLocks, readLockTableSync } from './lock-table.js';
 
 /** What an exclusive holder records in its sidecar. */
 export interface HolderRecord {
@@ -315,67 +316,11 @@ function processLives(pid: number): boolean {
   }
 }
 
-export interface KernelLock {
-  kind: 'flock' | 'ofd' | 'posix';
-  mode: LockMode;
-  /** Owning process; null for OFD locks (the kernel does not track one) or when not visible. */
-  pid: number | null;
-  start: number;
-  /** Last byte, or null for "to end of file". */
-  end: number | null;
-}
-
-/** Linux st_dev → "MAJ:MIN" as /proc/locks prints it (%02x:%02x). */
-function procDev(dev: bigint): [number, number] {
-  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
-  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
-  return [Number(major), Number(minor)];
-}
-
-const PROC_LINE =
-  /^\d+:\s+(->\s+)?(FLOCK|OFDLCK|POSIX)\s+\S+\s+(READ|WRITE)\s+(-?\d+)\s+([0-9a-f]+):([0-9a-f]+):(\d+)\s+(\d+)\s+(\S+)/;
-
-export function parseProcLocks(
-  text: string,
-  identity: string,
-): { locks: KernelLock[]; waiters: number; blocked: KernelLock[] } {
-  const [devStr, inoStr] = identity.split(':');
-  const [wmaj, wmin] = procDev(BigInt(devStr as string));
-  const locks: KernelLock[] = [];
-  const blocked: KernelLock[] = [];
-  for (const line of text.split('\n')) {
-    const m = PROC_LINE.exec(line);
-    if (!m || m[7] !== inoStr) continue;
-    // /proc/locks pads to at least two hex digits per part; compare numerically.
-    if (parseInt(m[5] as string, 16) !== wmaj || parseInt(m[6] as string, 16) !== wmin) continue;
-    const pid = Number(m[4]);
-    // a blocked request ("->") is listed after the lock that blocks it
-    (m[1] ? blocked : locks).push({
-      kind: m[2] === 'FLOCK' ? 'flock' : m[2] === 'OFDLCK' ? 'ofd' : 'posix',
-      mode: m[3] === 'WRITE' ? 'exclusive' : 'shared',
-      pid: pid > 0 ? pid : null,
-      start: Number(m[8]),
-      end: m[9] === 'EOF' ? null : Number(m[9]),
-    });
-  }
-  return { locks, waiters: blocked.length, blocked };
-}
-
 /** The processes behind blocked requests (their pid, command, kind and mode), as /proc/locks lists them. */
 export function waitingProcesses(blocked: KernelLock[]): LiveHolder[] {
   return blocked
     .filter((b): b is KernelLock & { pid: number } => b.pid !== null)
     .map((b) => ({ pid: b.pid, argv: commandLine(b.pid), kind: b.kind, mode: b.mode }));
-}
-
-/** @internal */
-export function readProcLocksSync(): string | null {
-  if (!platform().lockTable) return null;
-  try {
-    return readFileSync('/proc/locks', 'utf8');
-  } catch {
-    return null;
-  }
 }
 
 export type HolderSource = 'record' | 'kernel';
@@ -390,12 +335,12 @@ export interface CurrentHolder extends HolderRecord {
  * The holder of the lock on the open file `fd` (opened from `path`): its
  * record when one is there and believable (see above), else (Linux) the
  * process the kernel names, with its command line from /proc. Null when
- * unknown. `procLocks` may pass an already read /proc/locks.
+ * unknown. `table` may pass an already read lock table.
  */
 export function currentHolder(
   fd: number,
   path: string,
-  procLocks?: string | null,
+  table?: LockTable | null,
   excludeSelf = false,
 ): CurrentHolder | null {
   let identity: string;
@@ -404,13 +349,14 @@ export function currentHolder(
   } catch {
     return null;
   }
-  const text = procLocks === undefined ? readProcLocksSync() : procLocks;
+  const read = table === undefined ? readLockTableSync() : table;
   // excludeSelf: the caller holds part of the lock itself (flock taken, OFD
   // contended), so this process's own entries are not the holder.
   const kernelPids =
-    text === null
+    read === null
       ? null
-      : parseProcLocks(text, identity)
+      : read
+          .entries(identity)
           .locks.map((l) => l.pid)
           .filter((p): p is number => p !== null && !(excludeSelf && p === process.pid));
   // The pid the kernel table names is whoever took the lock; that process may

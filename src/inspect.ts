@@ -3,13 +3,12 @@
  *
  * On Linux the kernel's own table (/proc/locks) lists every flock, OFD and
  * POSIX lock with its mode and (for flock and POSIX) the owning process, so
- * nothing has to be locked to look. Elsewhere inspect asks F_OFD_GETLK /
+ * nothing has to be locked to look (lock-table.ts reads it whole). Elsewhere inspect asks F_OFD_GETLK /
  * F_GETLK and tries non-blocking flock locks on a fresh descriptor, releasing
  * them at once (a concurrent tryLock may then see the file busy for that
  * instant).
  */
-import { platform } from './platform.js';
-import { lstatSync, promises as fsp } from 'fs';
+import { lstatSync } from 'fs';
 import { join } from 'path';
 import { errorCode } from './errors.js';
 import { isSymlink, openLockFile } from './open.js';
@@ -19,14 +18,12 @@ import { probeHeldMode } from './strategy.js';
 import {
   currentHolder,
   liveHolders,
-  parseProcLocks,
   waitingProcesses,
-  readProcLocksSync,
   type HolderRecord,
   type HolderSource,
-  type KernelLock,
   type LiveHolder,
 } from './holder.js';
+import { type KernelLock, type LockTable, readLockTable, readLockTableSync } from './lock-table.js';
 
 export type { KernelLock, HolderSource, LiveHolder };
 
@@ -106,29 +103,29 @@ function strongest(locks: KernelLock[]): LockMode | null {
 }
 
 /**
- * @internal inspect with an already read /proc/locks (null: probe instead).
+ * @internal inspect with an already read lock table (null: probe instead).
  * `who` false: only whether and how `path` itself is held (for the
  * collector's and the drop-ins' many quick looks): no drop-in artefact is
  * looked for, and no holder, holders or queue are read (those scan /proc).
  */
-export function inspectWith(path: string, procLocks: string | null, who = true): LockInfo {
-  if (!who) return inspectPath(path, procLocks, false);
+export function inspectWith(path: string, table: LockTable | null, who = true): LockInfo {
+  if (!who) return inspectPath(path, table, false);
   // A lock taken through fslock/proper-lockfile is held on a marker inside
   // its lock directory, not on the file or the directory a user names.
   const marker = dropInMarker(path);
   if (marker !== null) {
-    const info = inspectPath(marker, procLocks, true);
+    const info = inspectPath(marker, table, true);
     if (info.held) return { ...info, path, artefact: marker };
   }
-  return inspectPath(path, procLocks, true);
+  return inspectPath(path, table, true);
 }
 
 /** Whether `path` itself is locked by anyone, without taking it or asking who. */
 export function isLocked(path: string): boolean {
-  return inspectWith(path, readProcLocksSync(), false).held;
+  return inspectWith(path, readLockTableSync(), false).held;
 }
 
-function inspectPath(path: string, procLocks: string | null, who: boolean): LockInfo {
+function inspectPath(path: string, table: LockTable | null, who: boolean): LockInfo {
   let fd: number;
   try {
     fd = openLockFile(path, false, false, false);
@@ -146,7 +143,7 @@ function inspectPath(path: string, procLocks: string | null, who: boolean): Lock
         waiters: 0,
         queue: [],
         holders: [],
-        source: procLocks === null ? 'probe' : 'proc-locks',
+        source: table === null ? 'probe' : 'proc-locks',
         artefact: null,
       };
     }
@@ -158,10 +155,11 @@ function inspectPath(path: string, procLocks: string | null, who: boolean): Lock
     let waiters = 0;
     let holders: LiveHolder[] = [];
     let queue: LiveHolder[] = [];
-    if (procLocks !== null) {
+    if (table !== null) {
       const identity = binding.identity(fd);
       let blocked: KernelLock[];
-      ({ locks, waiters, blocked } = parseProcLocks(procLocks, identity));
+      ({ locks, blocked } = table.entries(identity));
+      waiters = blocked.length;
       mode = strongest(locks);
       if (who) {
         queue = waitingProcesses(blocked);
@@ -170,7 +168,7 @@ function inspectPath(path: string, procLocks: string | null, who: boolean): Lock
     } else {
       mode = probeHeldMode(fd);
     }
-    const found = who && mode === 'exclusive' ? currentHolder(fd, path, procLocks) : null;
+    const found = who && mode === 'exclusive' ? currentHolder(fd, path, table) : null;
     const { source: holderSource = null, remote = false, ...holder } = found ?? {};
     return {
       path,
@@ -184,7 +182,7 @@ function inspectPath(path: string, procLocks: string | null, who: boolean): Lock
       waiters,
       queue,
       holders,
-      source: procLocks === null ? 'probe' : 'proc-locks',
+      source: table === null ? 'probe' : 'proc-locks',
       artefact: null,
     };
   } finally {
@@ -195,19 +193,11 @@ function inspectPath(path: string, procLocks: string | null, who: boolean): Lock
 /** Is the lock file held, in which mode, by whom (if recorded). Never creates the file. */
 export async function inspect(path: string): Promise<LockInfo> {
   checkPath(path);
-  let proc: string | null = null;
-  if (platform().lockTable) {
-    try {
-      proc = await fsp.readFile('/proc/locks', 'utf8');
-    } catch {
-      proc = null;
-    }
-  }
-  return inspectWith(path, proc);
+  return inspectWith(path, await readLockTable());
 }
 
 /** Synchronous twin of inspect(). */
 export function inspectSync(path: string): LockInfo {
   checkPath(path);
-  return inspectWith(path, readProcLocksSync());
+  return inspectWith(path, readLockTableSync());
 }

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { hostname } from 'node:os';
 import { existsSync } from 'node:fs';
 import { inspect, inspectSync, lock } from '../src/index.js';
-import { formatRecord, parseProcLocks, parseRecord } from '../src/holder.js';
+import { formatRecord, parseRecord } from '../src/holder.js';
+import { parseProcLocks } from '../src/lock-table.js';
 import { attach, cleanupTempDirs, startNode, tempDir } from './helpers.js';
 
 afterAll(cleanupTempDirs);
@@ -97,8 +98,8 @@ describe('inspect', () => {
       '4: POSIX  ADVISORY  WRITE 78 fd:01:43 0 EOF',
       '5: LEASE  ACTIVE    READ 1 fd:01:42 0 EOF',
     ].join('\n');
-    const { locks, waiters } = parseProcLocks(text, `${0xfd01}:42`);
-    expect(waiters).toBe(1);
+    const { locks, blocked } = parseProcLocks(text, `${0xfd01}:42`);
+    expect(blocked).toEqual([{ kind: 'flock', mode: 'exclusive', pid: 999, start: 0, end: null }]);
     expect(locks).toEqual([
       { kind: 'flock', mode: 'exclusive', pid: 1234, start: 0, end: null },
       { kind: 'ofd', mode: 'shared', pid: null, start: 10, end: 19 },

@@ -7,7 +7,7 @@ import { binding } from '../binding.js';
 import { tryLock, type FileLock } from '../lock.js';
 import { checkPath } from '../options.js';
 import { inspectWith } from '../inspect.js';
-import { readProcLocksSync } from '../holder.js';
+import { readLockTableSync } from '../lock-table.js';
 import { errorCode } from '../errors.js';
 import type { PrimitiveName } from '../primitives.js';
 import { fsops, removeDirAtomically, removeTrash, TRASH_NAME, unlinkLockFile } from './fsops.js';
@@ -364,7 +364,7 @@ export async function listSessions(crateDir: string): Promise<SessionInfo[]> {
   const real = await canonicalCrateDir(crateDir);
   const entries = await fsops.readdir(real);
   const names = new Set(entries.map((e) => e.name));
-  const proc = readProcLocksSync();
+  const table = readLockTableSync();
   const out: SessionInfo[] = [];
   for (const ent of entries) {
     const parsed = parseSessionDir(ent.name);
@@ -374,7 +374,7 @@ export async function listSessions(crateDir: string): Promise<SessionInfo[]> {
     let held = false;
     if (lockFile) {
       try {
-        held = inspectWith(lockFile, proc, false).held;
+        held = inspectWith(lockFile, table, false).held;
       } catch {
         held = false;
       }
