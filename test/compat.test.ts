@@ -362,7 +362,9 @@ describe("the drop-ins' wait for a holder to let go (waitUntilReleased)", () => 
     const { p, h } = await heldMarker(true);
     expect(await waitThenLetGo(p, h)).toBeNull();
     expect(existsSync(p)).toBe(false);
-    // the descriptor it waited with is closed (a leaked one would show as "<p> (deleted)")
+    // the descriptor it waited with is closed by the next turn of the event
+    // loop (a leaked one would show as "<p> (deleted)")
+    await new Promise((r) => setImmediate(r));
     const open = readdirSync('/proc/self/fd').map((fd) => {
       try {
         return readlinkSync(`/proc/self/fd/${fd}`);

@@ -64,6 +64,26 @@ export function closeAttempt({ h, s }: Opened): void {
   }
 }
 
+/**
+ * closeAttempt, with the close itself left to the next turn of the event
+ * loop: the locks go now, the descriptor a moment later. For a file its
+ * holder deleted as it let go, this descriptor is the inode's last
+ * reference, and closing it frees the inode (on ext4 about 40-200 µs after
+ * an idle wait) — time the waiter need not spend before going on.
+ */
+export function closeAttemptSoon(o: Opened): void {
+  const { h, s } = o;
+  if (h.fd < 0) return;
+  try {
+    s.unlock(h);
+  } catch {
+    // closing releases them anyway
+  }
+  const fd = h.fd;
+  h.fd = -1;
+  setImmediate(() => binding.close(fd));
+}
+
 /** An attempt stopped at a contended step. */
 export interface Contended extends Opened {
   step: number;
