@@ -22,8 +22,11 @@ import { NAME_ATTEMPTS, nameTaken, randomTag } from './names.js';
  * Deletes the file at `path` if it is the file with `identity` ("dev:ino") and
  * empty (or, with `withData`, whatever it holds). False when a file is left
  * there (not that one); true when it was deleted, or nothing was there.
+ * `letGo`: called once the file is off `path` and proven the held one, before
+ * its unique name is unlinked (a holder lets go of its lock there, so a
+ * waiter's hand-off does not wait for the unlink).
  */
-export function unlinkIfHeld(path: string, identity: string, withData = false): boolean {
+export function unlinkIfHeld(path: string, identity: string, withData = false, letGo?: () => void): boolean {
   let aside = '';
   let moved: ReturnType<typeof moveAside> | undefined;
   // A name someone planted (they cannot predict it, but may be lucky) is
@@ -38,7 +41,11 @@ export function unlinkIfHeld(path: string, identity: string, withData = false): 
   }
   if (moved === null) return true; // already gone
   if (moved.identity === identity && (withData || moved.size === 0)) {
-    unlinkSync(aside);
+    try {
+      letGo?.();
+    } finally {
+      unlinkSync(aside);
+    }
     return true;
   }
   putBack(aside, path);

@@ -257,9 +257,10 @@ function unlockSync(path: string): void {
   locks.delete(path);
   if (held) {
     try {
-      // while still holding it, and only if the name still holds our file
-      // (checked after an atomic move aside, so nobody can swap it in between)
-      unlinkIfHeld(path, held.identity, true);
+      // only if the name still holds our file (checked after an atomic move
+      // aside, so nobody can swap it in between), moved off the name while
+      // still held; let go then, before its aside name is unlinked
+      unlinkIfHeld(path, held.identity, true, () => held.release());
     } catch {
       // best effort, as upstream
     }

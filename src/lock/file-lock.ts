@@ -151,9 +151,10 @@ export class FileLock {
 
   /**
    * Releases the lock and closes the file. Idempotent. With `unlinkOnRelease`
-   * the file is deleted first, while the lock is still held, and only if the
-   * path still names the file this lock holds and that file is empty (a lock
-   * file; a file with data is never deleted).
+   * the file is taken off its name first, while the lock is still held, and
+   * deleted just after the unlock, only if the path still named the file this
+   * lock holds and that file is empty (a lock file; a file with data is never
+   * deleted).
    */
   release(): void {
     if (this.#released) return;
@@ -175,22 +176,26 @@ export class FileLock {
   #releaseHandle(): void {
     const h = this.#handle;
     let failure: unknown;
+    const unlock = () => {
+      if (h.fd < 0) return;
+      try {
+        // unlocks every step explicitly, then closes (or keeps the descriptor for the next lock of this path)
+        this.#strategy.releaseFast(h, this.#keepOpen);
+      } catch (err) {
+        failure ??= err;
+      } finally {
+        h.fd = -1;
+      }
+    };
     try {
       if (this.#record) removeRecord(this.#record);
       this.#record = null;
-      if (this.#unlinkOnRelease) unlinkIfHeld(this.path, this.#identity);
+      // off its name while held; let go then, and a waiter wakes while the unlink goes on
+      if (this.#unlinkOnRelease) unlinkIfHeld(this.path, this.#identity, false, unlock);
     } catch (err) {
-      if (errorCode(err) !== 'ENOENT') failure = err;
+      if (errorCode(err) !== 'ENOENT') failure ??= err;
     }
-    if (h.fd < 0) return;
-    try {
-      // unlocks every step explicitly, then closes (or keeps the descriptor for the next lock of this path)
-      this.#strategy.releaseFast(h, this.#keepOpen);
-    } catch (err) {
-      failure ??= err;
-    } finally {
-      h.fd = -1;
-    }
+    unlock();
     if (failure) throw withPath(failure, this.path);
   }
 
