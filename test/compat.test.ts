@@ -8,7 +8,7 @@ import { placeLocked, retryBudgetMs, tempNameFor } from '../src/compat/shared.js
 import { spawn } from 'node:child_process';
 import { inspect } from '../src/index.js';
 import { waitUntilReleased } from '../src/lock.js';
-import { attach, cleanupTempDirs, sleep, startNode, tempDir, type Holder } from './helpers.js';
+import { attach, cleanupTempDirs, fdCount, sleep, startNode, tempDir, type Holder } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 const require_ = createRequire(__filename);
@@ -395,6 +395,70 @@ describe("the drop-ins' wait for a holder to let go (waitUntilReleased)", () => 
     await h.exited;
     await expect(waitUntilReleased(join(tempDir(), 'none'), 50)).rejects.toMatchObject({ code: 'ENOENT' });
   });
+});
+
+describe("a waiter's spare: its lock file is made while it waits, and linked when the holder lets go", () => {
+  const linux = process.platform === 'linux';
+  const lockP = (p: string, o: lf.Options = {}) =>
+    new Promise<void>((res, rej) => lf.lock(p, o, (e) => (e ? rej(e) : res())));
+  const until = async (p: string) => {
+    while ((await inspect(p)).waiters < 1) await sleep(5);
+  };
+
+  it.runIf(linux)(
+    'lockfile: the placed file records when it was taken; a waiter that gives up leaves no file and no descriptor',
+    async () => {
+      const dir = tempDir();
+      const p = join(dir, 'w.lock');
+      const h = hold('fslock', 'lockfile', p);
+      await h.waitFor('locked');
+      const fds = fdCount();
+      await expect(lockP(p, { wait: 300 })).rejects.toMatchObject({ code: 'EEXIST' });
+      expect(fdCount()).toBe(fds); // the spare went with the wait
+      expect(readdirSync(dir)).toEqual(['w.lock']);
+      const pending = lockP(p, { wait: 20_000 });
+      await until(p);
+      await sleep(50); // so that the time of the wait and the time of the grant differ
+      h.send('release');
+      const releasedAt = Number((await h.waitFor(/^released/)).split(' ')[1]);
+      await pending;
+      await new Promise((r) => setImmediate(r)); // the record is brought up to date once the caller is told
+      const rec = JSON.parse(readFileSync(p, 'utf8')) as { pid: number; startedAt: string };
+      expect(rec.pid).toBe(process.pid);
+      expect(Date.parse(rec.startedAt)).toBeGreaterThanOrEqual(releasedAt);
+      expect((await inspect(p)).holder?.pid).toBe(process.pid);
+      lf.unlockSync(p);
+      expect(readdirSync(dir)).toEqual([]); // the holder's file, moved aside, was deleted too
+      expect(fdCount()).toBe(fds);
+      h.send('exit');
+    },
+  );
+
+  it.runIf(linux)(
+    'proper-lockfile: the marker is placed from the spare; a waiter that gives up leaves nothing behind',
+    async () => {
+      const f = target();
+      const dir = join(f, '..');
+      const h = hold('fslock', 'proper-lockfile', f);
+      await h.waitFor('locked');
+      const fds = fdCount();
+      const err = await pl.lock(f, { retries: { retries: 1, minTimeout: 200 } }).catch((e) => e);
+      expect(err).toMatchObject({ code: 'ELOCKED' });
+      expect(fdCount()).toBe(fds);
+      expect(readdirSync(dir).sort()).toEqual(['data.json', 'data.json.lock']);
+      const pending = pl.lock(f, { retries: { forever: true, minTimeout: 10_000 } });
+      await until(join(`${f}.lock`, '.fslock'));
+      h.send('release');
+      const release = await pending;
+      const info = await inspect(f);
+      expect(info.held).toBe(true);
+      expect(info.holder?.pid).toBe(process.pid);
+      await release();
+      expect(readdirSync(dir)).toEqual(['data.json']);
+      expect(fdCount()).toBe(fds);
+      h.send('exit');
+    },
+  );
 });
 
 describe('both drop-ins: how a lock file comes into place', () => {

@@ -21,7 +21,7 @@ import { platform } from '../platform.js';
 import { errorCode } from '../errors.js';
 import * as fs from 'fs';
 import type { FileLock } from '../lock.js';
-import { descriptorHoldsOwnRecord, fileHoldsRecord } from '../holder.js';
+import { descriptorHoldsOwnRecord, fileHoldsRecord, writeRecordIntoOwnFile } from '../holder.js';
 import { unlinkIfHeld } from '../unlink.js';
 import { NAME_ATTEMPTS } from '../names.js';
 import {
@@ -30,6 +30,7 @@ import {
   createAnonymousSync,
   isHeld,
   placeLocked,
+  Spare,
   probeMarker,
   sleep,
   tempNameFor,
@@ -164,8 +165,13 @@ function attempt(path: string, opts: Options, created: CreatedTemp | null): TryO
 }
 
 function attemptWith(path: string, opts: Options, created: CreatedTemp | null): TryOutcome {
+  return attemptPlacing(path, opts, () => placeLocked(path, 'link', true, created));
+}
+
+/** One try that places the lock file with `place` (EEXIST when one is there). */
+function attemptPlacing(path: string, opts: Options, place: () => FileLock): TryOutcome {
   try {
-    locks.set(path, placeLocked(path, 'link', true, created));
+    locks.set(path, place());
     installCleanup();
     return { ok: true };
   } catch (linkErr) {
@@ -212,20 +218,73 @@ async function tryAsync(path: string, opts: Options): Promise<TryOutcome> {
   }
 }
 
+/**
+ * One try with the waiter's spare (see Spare), or null when there is none or
+ * it cannot be linked here (then the usual try).
+ */
+function attemptSpare(path: string, opts: Options, spare: Spare): TryOutcome | null {
+  if (!spare.held) return null;
+  let taken: FileLock | null = null;
+  let a: TryOutcome;
+  try {
+    a = attemptPlacing(path, opts, () => {
+      taken = spare.take(path);
+      if (!taken) throw NO_SPARE;
+      return taken;
+    });
+  } catch (err) {
+    if (err === NO_SPARE) return null;
+    return { ok: false, fslock: false, err: err as Error }; // as attempt() reports it
+  }
+  if (a.ok && taken) refreshRecordSoon(path, taken);
+  return a;
+}
+
+const NO_SPARE = new Error('no spare');
+
+/**
+ * The spare's record was written when the wait began; once the lock is
+ * taken, it is written again with the time it was taken (the same length: a
+ * reader never sees a shorter one), after the caller has been told, and only
+ * while this very lock is still held (its descriptor is then still its own).
+ */
+function refreshRecordSoon(path: string, held: FileLock): void {
+  setImmediate(() => {
+    if (held.released || locks.get(path) !== held) return;
+    try {
+      writeRecordIntoOwnFile(held.fd, held.identity);
+    } catch {
+      // the record is a courtesy
+    }
+  });
+}
+
 async function lockAsync(path: string, opts: Options): Promise<void> {
   let retries = typeof opts.retries === 'number' && opts.retries > 0 ? opts.retries : 0;
-  for (;;) {
-    const end = Date.now() + (typeof opts.wait === 'number' && opts.wait > 0 ? opts.wait : 0);
-    let a = await tryAsync(path, opts);
-    while (!a.ok && Date.now() < end) {
-      const left = end - Date.now();
-      if (a.fslock) await waitForRelease(path, left);
-      else await sleep(Math.min(left, opts.pollPeriod || 100));
-      a = await tryAsync(path, opts);
+  const spare = new Spare(true);
+  try {
+    for (;;) {
+      const end = Date.now() + (typeof opts.wait === 'number' && opts.wait > 0 ? opts.wait : 0);
+      let a = await tryAsync(path, opts);
+      while (!a.ok && Date.now() < end) {
+        const left = end - Date.now();
+        if (a.fslock) {
+          // not while fs.open is hooked: then each try opens through it, as upstream's would
+          if (fs.open === nodeOpen) spare.ready(path);
+          await waitForRelease(path, left);
+          a = attemptSpare(path, opts, spare) ?? (await tryAsync(path, opts));
+          if (!a.ok && a.again) a = await tryAsync(path, opts);
+        } else {
+          await sleep(Math.min(left, opts.pollPeriod || 100));
+          a = await tryAsync(path, opts);
+        }
+      }
+      if (a.ok) return;
+      if (retries-- <= 0) throw a.err;
+      if (opts.retryWait) await sleep(opts.retryWait);
     }
-    if (a.ok) return;
-    if (retries-- <= 0) throw a.err;
-    if (opts.retryWait) await sleep(opts.retryWait);
+  } finally {
+    spare.drop();
   }
 }
 

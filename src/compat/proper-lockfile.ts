@@ -24,7 +24,7 @@ import { errorCode } from '../errors.js';
 import { checkPath } from '../options.js';
 import { PROPER_LOCKFILE_MARKER } from '../inspect.js';
 import * as nodeFs from 'fs';
-import { join, resolve } from 'path';
+import { dirname, join, resolve } from 'path';
 import type { FileLock } from '../lock.js';
 import { unlinkIfHeld } from '../unlink.js';
 import {
@@ -32,6 +32,7 @@ import {
   isHeld,
   pathIdentity,
   placeLocked,
+  Spare,
   probeMarker,
   retryBudgetMs,
   sleep,
@@ -205,7 +206,7 @@ function upstreamLockedError(file: string): Error {
 type TryOutcome = { held: Held } | { busy: 'fslock'; marker: string } | { busy: 'upstream' };
 
 /** One non-blocking attempt; takes over artefacts of dead or stale holders. */
-function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
+function* attemptG(file: string, o: Normalized, mode: Mode, spare?: Spare): FsRun<TryOutcome> {
   const dir = lockDir(file, o);
   const marker = join(dir, MARKER);
   // Set when the directory vanished while its staleness was being checked:
@@ -230,7 +231,7 @@ function* attemptG(file: string, o: Normalized, mode: Mode): FsRun<TryOutcome> {
       if (stale === 'vanished') recheck = true;
       continue;
     }
-    const held = yield* placeMarkerG(dir, marker, o, mode);
+    const held = yield* placeMarkerG(dir, marker, o, mode, spare);
     if (held) return { held };
   }
 }
@@ -278,11 +279,14 @@ function* upstreamStaleG(dir: string, o: Normalized): FsRun<'fresh' | 'removed' 
   return 'removed';
 }
 
-/** The directory is ours: put the locked marker in it. Null when it was removed under us (start again). */
-function* placeMarkerG(dir: string, marker: string, o: Normalized, mode: Mode): FsRun<Held | null> {
+/**
+ * The directory is ours: put the locked marker in it (the waiter's spare,
+ * when it has one). Null when it was removed under us (start again).
+ */
+function* placeMarkerG(dir: string, marker: string, o: Normalized, mode: Mode, spare?: Spare): FsRun<Held | null> {
   let kernel: FileLock;
   try {
-    kernel = placeLocked(marker, 'rename', false);
+    kernel = spare?.take(marker) ?? placeLocked(marker, 'rename', false);
   } catch (err) {
     if (errorCode(err) === 'ENOENT') return null;
     try {
@@ -418,8 +422,17 @@ function installCleanup(): void {
 async function acquire(file: string, o: Normalized): Promise<Held> {
   const budget = retryBudgetMs(o.retries);
   const deadline = performance.now() + budget;
+  const spare = new Spare(false);
+  try {
+    return await acquireWith(file, o, deadline, spare);
+  } finally {
+    spare.drop();
+  }
+}
+
+async function acquireWith(file: string, o: Normalized, deadline: number, spare: Spare): Promise<Held> {
   for (;;) {
-    const a = await runAsync(attemptG(file, o, 'async'), o.fs);
+    const a = await runAsync(attemptG(file, o, 'async', spare), o.fs);
     if ('held' in a) return a.held;
     const left = deadline - performance.now();
     if (left <= 0) throw upstreamLockedError(file);
@@ -428,7 +441,9 @@ async function acquire(file: string, o: Normalized): Promise<Held> {
       // wait must not keep the process alive, so poll with unref'd sleeps
       await sleep(Math.min(UPSTREAM_POLL_MS, left), true);
     } else if (a.busy === 'fslock') {
-      // a real wait, woken by the kernel when the holder lets go
+      // a real wait, woken by the kernel when the holder lets go; meanwhile
+      // the marker that will be placed is made, beside the lock directory
+      spare.ready(a.marker, dirname(lockDir(file, o)));
       if (!(await waitForRelease(a.marker, Math.min(left, 2 ** 31 - 1)))) throw upstreamLockedError(file);
     } else {
       await sleep(Math.min(UPSTREAM_POLL_MS, left));

@@ -132,6 +132,68 @@ function placeAnonymous(target: string, record: boolean, fd: number): FileLock |
   }
 }
 
+/**
+ * A waiter's spare lock file: an anonymous file on the lock file's
+ * filesystem, already locked and (with `record`) recorded, made while a wait
+ * for an fslock holder lasts, so that once the holder lets go only a link is
+ * left to do. Nothing is on disk until it is linked: dropping an unused
+ * spare leaves nothing behind. Where there are no linkable anonymous files
+ * there is no spare, and the waiter places a file the usual way.
+ */
+export class Spare {
+  #lock: FileLock | null = null;
+  #usable = true;
+
+  constructor(private readonly record: boolean) {}
+
+  /** Makes the spare for `target` (opened in `dir`, by default `target`'s directory), if there is none yet. */
+  ready(target: string, dir = dirname(target)): void {
+    if (this.#lock || !this.#usable) return;
+    let c: CreatedTemp | null = null;
+    try {
+      c = createAnonymousSync(join(dir, '.'));
+    } catch {
+      // the usual way will say what is wrong
+    }
+    const held = c ? lockCreatedFile(target, c.fd, true) : null; // nobody else can reach it: never null
+    if (held && this.record) writeRecordQuietly(held.fd, held.identity);
+    this.#lock = held;
+    this.#usable = held !== null;
+  }
+
+  /** Whether there is a spare. */
+  get held(): boolean {
+    return this.#lock !== null;
+  }
+
+  /**
+   * Links the spare at `target` and hands its lock over. Throws as a link
+   * does (EEXIST, like O_EXCL, when something is there: the spare stays for
+   * the next try); null when there is no spare or it cannot be linked there
+   * (another filesystem, no /proc): then the usual way.
+   */
+  take(target: string): FileLock | null {
+    const spare = this.#lock;
+    if (!spare) return null;
+    try {
+      binding.linkAnonymous(spare.fd, target);
+    } catch (err) {
+      if (code(err) !== 'ENOSYS' && code(err) !== 'EXDEV') throw err;
+      if (code(err) === 'ENOSYS') anonymousLinkable = false;
+      this.drop();
+      this.#usable = false;
+      return null;
+    }
+    this.#lock = null;
+    return spare;
+  }
+
+  drop(): void {
+    this.#lock?.release();
+    this.#lock = null;
+  }
+}
+
 /** tryLockNew at a fresh temporary name beside `target`; a name someone planted is passed over. */
 function lockNewTemp(target: string): { tmp: string; held: FileLock | null } {
   for (let i = 1; ; i++) {
