@@ -434,6 +434,31 @@ describe("a waiter's spare: its lock file is made while it waits, and linked whe
     },
   );
 
+  it.runIf(linux)('100 waits in one process hold at most 64 spares: descriptors stay bounded', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'many.lock');
+    const h = hold('fslock', 'lockfile', p);
+    await h.waitFor('locked');
+    const fds = fdCount();
+    let done = 0;
+    const waits = Array.from({ length: 100 }, () =>
+      lockP(p, { wait: 60_000 }).then(() => {
+        lf.unlockSync(p);
+        done++;
+      }),
+    );
+    await until(p);
+    await sleep(200); // every wait has made its first try by now; the bound below holds at any moment
+    expect(fdCount() - fds).toBeLessThanOrEqual(64 + 8);
+    h.send('release');
+    await Promise.all(waits);
+    expect(done).toBe(100);
+    expect(readdirSync(dir)).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(fdCount()).toBe(fds);
+    h.send('exit');
+  });
+
   it.runIf(linux)(
     'proper-lockfile: the marker is placed from the spare; a waiter that gives up leaves nothing behind',
     async () => {

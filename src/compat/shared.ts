@@ -132,23 +132,30 @@ function placeAnonymous(target: string, record: boolean, fd: number): FileLock |
   }
 }
 
+/** How many waits of a process may hold a spare at a time (see Spare). */
+const SPARES_MAX = 64;
+
 /**
  * A waiter's spare lock file: an anonymous file on the lock file's
  * filesystem, already locked and (with `record`) recorded, made while a wait
  * for an fslock holder lasts, so that once the holder lets go only a link is
  * left to do. Nothing is on disk until it is linked: dropping an unused
  * spare leaves nothing behind. Where there are no linkable anonymous files
- * there is no spare, and the waiter places a file the usual way.
+ * there is no spare, and the waiter places a file the usual way. A spare
+ * costs a descriptor for as long as its wait lasts: at most SPARES_MAX
+ * waits of a process have one at a time (the rest wait as before), so many
+ * waits in one process do not run it out of descriptors twice as soon.
  */
 export class Spare {
   #lock: FileLock | null = null;
   #usable = true;
+  static #live = 0;
 
   constructor(private readonly record: boolean) {}
 
   /** Makes the spare for `target` (opened in `dir`, by default `target`'s directory), if there is none yet. */
   ready(target: string, dir = dirname(target)): void {
-    if (this.#lock || !this.#usable) return;
+    if (this.#lock || !this.#usable || Spare.#live >= SPARES_MAX) return;
     let c: CreatedTemp | null = null;
     try {
       c = createAnonymousSync(join(dir, '.'));
@@ -159,6 +166,7 @@ export class Spare {
     if (held && this.record) writeRecordQuietly(held.fd, held.identity);
     this.#lock = held;
     this.#usable = held !== null;
+    if (held) Spare.#live++;
   }
 
   /** Whether there is a spare. */
@@ -185,12 +193,15 @@ export class Spare {
       return null;
     }
     this.#lock = null;
+    Spare.#live--;
     return spare;
   }
 
   drop(): void {
-    this.#lock?.release();
+    if (!this.#lock) return;
+    this.#lock.release();
     this.#lock = null;
+    Spare.#live--;
   }
 }
 
