@@ -174,29 +174,34 @@ export class FileLock {
   }
 
   #releaseHandle(): void {
-    const h = this.#handle;
     let failure: unknown;
-    const unlock = () => {
-      if (h.fd < 0) return;
-      try {
-        // unlocks every step explicitly, then closes (or keeps the descriptor for the next lock of this path)
-        this.#strategy.releaseFast(h, this.#keepOpen);
-      } catch (err) {
-        failure ??= err;
-      } finally {
-        h.fd = -1;
-      }
-    };
     try {
       if (this.#record) removeRecord(this.#record);
       this.#record = null;
       // off its name while held; let go then, and a waiter wakes while the unlink goes on
-      if (this.#unlinkOnRelease) unlinkIfHeld(this.path, this.#identity, false, unlock);
+      if (this.#unlinkOnRelease) unlinkIfHeld(this.path, this.#identity, false, () => (failure = this.#unlock()));
     } catch (err) {
       if (errorCode(err) !== 'ENOENT') failure ??= err;
     }
-    unlock();
+    failure ??= this.#unlock();
     if (failure) throw withPath(failure, this.path);
+  }
+
+  /**
+   * Unlocks every step explicitly, then closes (or keeps the descriptor for
+   * the next lock of this path); once. Returns what failed, if anything.
+   */
+  #unlock(): unknown {
+    const h = this.#handle;
+    if (h.fd < 0) return undefined;
+    try {
+      this.#strategy.releaseFast(h, this.#keepOpen);
+      return undefined;
+    } catch (err) {
+      return err;
+    } finally {
+      h.fd = -1;
+    }
   }
 
   /**
