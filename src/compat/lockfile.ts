@@ -20,6 +20,7 @@
 import { platform } from '../platform.js';
 import { errorCode } from '../errors.js';
 import * as fs from 'fs';
+import { performance } from 'perf_hooks';
 import type { FileLock } from '../lock.js';
 import { descriptorHoldsOwnRecord, fileHoldsRecord, writeRecordIntoOwnFile } from '../holder.js';
 import { unlinkIfHeld } from '../unlink.js';
@@ -225,6 +226,7 @@ async function tryAsync(path: string, opts: Options): Promise<TryOutcome> {
 function attemptSpare(path: string, opts: Options, spare: Spare): TryOutcome | null {
   if (!spare.held) return null;
   let taken: FileLock | null = null;
+  const madeAt = spare.madeAt;
   let a: TryOutcome;
   try {
     a = attemptPlacing(path, opts, () => {
@@ -236,14 +238,15 @@ function attemptSpare(path: string, opts: Options, spare: Spare): TryOutcome | n
     if (err === NO_SPARE) return null;
     return { ok: false, fslock: false, err: err as Error }; // as attempt() reports it
   }
-  if (a.ok && taken) refreshRecordSoon(path, taken);
+  // a spare made for this very try carries the right time already
+  if (a.ok && taken && performance.now() - madeAt >= 1) refreshRecordSoon(path, taken);
   return a;
 }
 
 const NO_SPARE = new Error('no spare');
 
 /**
- * The spare's record was written when the wait began; once the lock is
+ * The spare's record was written when it was made; once the lock is
  * taken, it is written again with the time it was taken (the same length: a
  * reader never sees a shorter one), after the caller has been told, and only
  * while this very lock is still held (its descriptor is then still its own).
@@ -259,25 +262,36 @@ function refreshRecordSoon(path: string, held: FileLock): void {
   });
 }
 
+/**
+ * One try of lock(): with the spare (made now if there is none), so a try
+ * that finds the lock taken keeps its file for the next one instead of
+ * making and freeing one each time; else the usual way. Not while fs.open is
+ * hooked: then each try opens through it, as upstream's would.
+ */
+async function tryOnce(path: string, opts: Options, spare: Spare): Promise<TryOutcome> {
+  if (fs.open === nodeOpen) {
+    spare.ready(path, undefined, nodeOpenSync); // Node's own, as lock() opens (see above)
+    for (;;) {
+      const a = attemptSpare(path, opts, spare);
+      if (a === null) break; // no spare here: the usual way
+      if (a.ok || !a.again) return a;
+    }
+  }
+  return tryAsync(path, opts);
+}
+
 async function lockAsync(path: string, opts: Options): Promise<void> {
   let retries = typeof opts.retries === 'number' && opts.retries > 0 ? opts.retries : 0;
   const spare = new Spare(true);
   try {
     for (;;) {
       const end = Date.now() + (typeof opts.wait === 'number' && opts.wait > 0 ? opts.wait : 0);
-      let a = await tryAsync(path, opts);
+      let a = await tryOnce(path, opts, spare);
       while (!a.ok && Date.now() < end) {
         const left = end - Date.now();
-        if (a.fslock) {
-          // not while fs.open is hooked: then each try opens through it, as upstream's would
-          if (fs.open === nodeOpen) spare.ready(path);
-          await waitForRelease(path, left);
-          a = attemptSpare(path, opts, spare) ?? (await tryAsync(path, opts));
-          if (!a.ok && a.again) a = await tryAsync(path, opts);
-        } else {
-          await sleep(Math.min(left, opts.pollPeriod || 100));
-          a = await tryAsync(path, opts);
-        }
+        if (a.fslock) await waitForRelease(path, left);
+        else await sleep(Math.min(left, opts.pollPeriod || 100));
+        a = await tryOnce(path, opts, spare);
       }
       if (a.ok) return;
       if (retries-- <= 0) throw a.err;

@@ -2,6 +2,7 @@
 import { platform } from '../platform.js';
 import { linkSync, lstatSync, openSync, renameSync } from 'fs';
 import { dirname, join } from 'path';
+import { performance } from 'perf_hooks';
 import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
 import { lockCreatedFile, tryLock, tryLockNew, waitUntilReleased, type FileLock } from '../lock.js';
@@ -150,15 +151,20 @@ export class Spare {
   #lock: FileLock | null = null;
   #usable = true;
   static #live = 0;
+  /** When the spare there is now was made (performance.now()). */
+  madeAt = 0;
 
   constructor(private readonly record: boolean) {}
 
-  /** Makes the spare for `target` (opened in `dir`, by default `target`'s directory), if there is none yet. */
-  ready(target: string, dir = dirname(target)): void {
+  /**
+   * Makes the spare for `target` (opened in `dir`, by default `target`'s
+   * directory, with `open`: Node's fs by default), if there is none yet.
+   */
+  ready(target: string, dir = dirname(target), open?: (dir: string, flags: number) => number): void {
     if (this.#lock || !this.#usable || Spare.#live >= SPARES_MAX) return;
     let c: CreatedTemp | null = null;
     try {
-      c = createAnonymousSync(join(dir, '.'));
+      c = createAnonymousSync(join(dir, '.'), open);
     } catch {
       // the usual way will say what is wrong
     }
@@ -166,6 +172,7 @@ export class Spare {
     if (held && this.record) writeRecordQuietly(held.fd, held.identity);
     this.#lock = held;
     this.#usable = held !== null;
+    this.madeAt = performance.now();
     if (held) Spare.#live++;
   }
 
