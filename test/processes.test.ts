@@ -1,10 +1,20 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lock, tryLock } from '../src/index.js';
-import { attach, cleanupTempDirs, run, since, sleep, startNode, tempDir, untilBlocked } from './helpers.js';
+import {
+  attach,
+  cleanupTempDirs,
+  kernelEntries,
+  run,
+  since,
+  sleep,
+  startNode,
+  tempDir,
+  untilBlocked,
+} from './helpers.js';
 
 afterAll(cleanupTempDirs);
 
@@ -75,13 +85,7 @@ describe('foreign lockers', () => {
     process.kill(shellPid, 'SIGKILL'); // the command (sh exec'd into sleep) inherited the lock: end it too
     // the waiter thread gets flock (the kernel names this process as its holder),
     // finds the POSIX lock in the way of OFD, and goes on waiting there
-    const ino = statSync(p).ino;
-    const ourFlock = () =>
-      readFileSync('/proc/locks', 'utf8')
-        .split('\n')
-        .some(
-          (l) => !l.includes('->') && / FLOCK /.test(l) && l.includes(` ${process.pid} `) && l.includes(`:${ino} `),
-        );
+    const ourFlock = () => kernelEntries(p).locks.some((l) => l.kind === 'flock' && l.pid === process.pid);
     const until = Date.now() + 20_000;
     while (!ourFlock() && Date.now() < until) await sleep(10);
     expect(ourFlock()).toBe(true);
