@@ -27,7 +27,7 @@ export interface LockOptions {
   range?: LockRange;
   /** Create the lock file when missing (default true). With false a missing file is ENOENT. */
   create?: boolean;
-  /** Exclusive only: delete the lock file while still holding it, then release. */
+  /** Exclusive only: take the lock file off its name while still holding it, release, then delete it (only if the path still names the held file, and it is empty). */
   unlinkOnRelease?: boolean;
   /**
    * true: an exclusive whole-file holder writes one JSON line describing
