@@ -8,7 +8,7 @@ import { placeLocked, retryBudgetMs, tempNameFor } from '../src/compat/shared.js
 import { spawn } from 'node:child_process';
 import { inspect } from '../src/index.js';
 import { waitUntilReleased } from '../src/lock.js';
-import { attach, cleanupTempDirs, fdCount, sleep, startNode, tempDir, type Holder } from './helpers.js';
+import { attach, cleanupTempDirs, fdCount, sleep, startNode, tempDir, untilBlocked, type Holder } from './helpers.js';
 
 afterAll(cleanupTempDirs);
 const require_ = createRequire(__filename);
@@ -401,9 +401,6 @@ describe("a waiter's spare: its lock file is made while it waits, and linked whe
   const linux = process.platform === 'linux';
   const lockP = (p: string, o: lf.Options = {}) =>
     new Promise<void>((res, rej) => lf.lock(p, o, (e) => (e ? rej(e) : res())));
-  const until = async (p: string) => {
-    while ((await inspect(p)).waiters < 1) await sleep(5);
-  };
 
   it.runIf(linux)(
     'lockfile: the placed file records when it was taken; a waiter that gives up leaves no file and no descriptor',
@@ -417,7 +414,7 @@ describe("a waiter's spare: its lock file is made while it waits, and linked whe
       expect(fdCount()).toBe(fds); // the spare went with the wait
       expect(readdirSync(dir)).toEqual(['w.lock']);
       const pending = lockP(p, { wait: 20_000 });
-      await until(p);
+      await untilBlocked(p);
       await sleep(50); // so that the time of the wait and the time of the grant differ
       h.send('release');
       const releasedAt = Number((await h.waitFor(/^released/)).split(' ')[1]);
@@ -447,7 +444,7 @@ describe("a waiter's spare: its lock file is made while it waits, and linked whe
         done++;
       }),
     );
-    await until(p);
+    await untilBlocked(p);
     await sleep(200); // every wait has made its first try by now; the bound below holds at any moment
     expect(fdCount() - fds).toBeLessThanOrEqual(64 + 8);
     h.send('release');
@@ -472,7 +469,7 @@ describe("a waiter's spare: its lock file is made while it waits, and linked whe
       expect(fdCount()).toBe(fds);
       expect(readdirSync(dir).sort()).toEqual(['data.json', 'data.json.lock']);
       const pending = pl.lock(f, { retries: { forever: true, minTimeout: 10_000 } });
-      await until(join(`${f}.lock`, '.fslock'));
+      await untilBlocked(join(`${f}.lock`, '.fslock'));
       h.send('release');
       const release = await pending;
       const info = await inspect(f);
