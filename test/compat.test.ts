@@ -1,11 +1,21 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { existsSync, openSync, readFileSync, readlinkSync, rmSync, watch, writeFileSync, readdirSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  watch,
+  writeFileSync,
+  readdirSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import pl from '../src/compat/proper-lockfile.js';
 import * as lf from '../src/compat/lockfile.js';
-import { placeLocked, retryBudgetMs, tempNameFor } from '../src/compat/shared.js';
-import { spawn } from 'node:child_process';
+import { placeLocked, retryBudgetMs, Spare, tempNameFor } from '../src/compat/shared.js';
+import { execFileSync, spawn } from 'node:child_process';
 import { inspect } from '../src/index.js';
 import { waitUntilReleased } from '../src/lock.js';
 import { attach, cleanupTempDirs, fdCount, sleep, startNode, tempDir, untilBlocked, type Holder } from './helpers.js';
@@ -428,6 +438,26 @@ describe("a waiter's spare: its lock file is made while it waits, and linked whe
       expect(readdirSync(dir)).toEqual([]); // the holder's file, moved aside, was deleted too
       expect(fdCount()).toBe(fds);
       h.send('exit');
+    },
+  );
+
+  it.runIf(linux && process.getuid?.() === 0)(
+    "a spare is made in the lock file's own directory, even when that is another filesystem's mount point",
+    () => {
+      const dir = join(tempDir(), 'mnt');
+      mkdirSync(dir);
+      execFileSync('mount', ['-t', 'tmpfs', 'none', dir]);
+      try {
+        const target = join(dir, 'x.lock');
+        const spare = new Spare(false);
+        spare.ready(target);
+        const taken = spare.take(target); // made beside it: linked; made in the parent: EXDEV, no spare
+        expect(taken).not.toBeNull();
+        expect(existsSync(target)).toBe(true);
+        taken!.release();
+      } finally {
+        execFileSync('umount', [dir]);
+      }
     },
   );
 

@@ -1,7 +1,7 @@
 /** Pieces shared by the proper-lockfile and lockfile compatibility layers. */
 import { platform } from '../platform.js';
 import { linkSync, lstatSync, openSync, renameSync } from 'fs';
-import { dirname, join } from 'path';
+import { basename, dirname, join } from 'path';
 import { performance } from 'perf_hooks';
 import { binding } from '../binding.js';
 import { errorCode as code } from '../errors.js';
@@ -164,7 +164,7 @@ export class Spare {
     if (this.#lock || !this.#usable || Spare.#live >= SPARES_MAX) return;
     let c: CreatedTemp | null = null;
     try {
-      c = createAnonymousSync(join(dir, '.'), open);
+      c = createAnonymousSync(join(dir, basename(target)), open); // opened in `dir`, as if for a file there
     } catch {
       // the usual way will say what is wrong
     }
