@@ -426,13 +426,16 @@ describe("a waiter's spare: its lock file is made while it waits, and linked whe
       const pending = lockP(p, { wait: 20_000 });
       await untilBlocked(p);
       await sleep(50); // so that the time of the wait and the time of the grant differ
+      // the grant comes after this (the holder lets go once told to, and may
+      // still be finishing its release when this process holds the lock)
+      const askedAt = Date.now();
       h.send('release');
-      const releasedAt = Number((await h.waitFor(/^released/)).split(' ')[1]);
       await pending;
       await new Promise((r) => setImmediate(r)); // the record is brought up to date once the caller is told
       const rec = JSON.parse(readFileSync(p, 'utf8')) as { pid: number; startedAt: string };
       expect(rec.pid).toBe(process.pid);
-      expect(Date.parse(rec.startedAt)).toBeGreaterThanOrEqual(releasedAt);
+      expect(Date.parse(rec.startedAt)).toBeGreaterThanOrEqual(askedAt);
+      await h.waitFor(/^released/);
       expect((await inspect(p)).holder?.pid).toBe(process.pid);
       lf.unlockSync(p);
       expect(readdirSync(dir)).toEqual([]); // the holder's file, moved aside, was deleted too
