@@ -5,7 +5,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { inspect, lock } from '../src/index.js';
 import { cleanupTempDirs, sleep, tempDir } from './helpers.js';
@@ -147,18 +147,67 @@ describe.runIf(hasFlock && linux)('signals, as a calling script sees them', () =
   it('Ctrl-C while the command runs: the script stops, killed by SIGINT', async () => {
     const d = tempDir();
     const p = join(d, 'run.lock');
-    const ready = join(d, 'ready');
-    const script = `for i in 1 2; do $L ${q(p)} sh -c 'touch ${q(ready)}; sleep 30'; done; echo end`;
+    const script = `for i in 1 2; do $L ${q(p)} sh -c 'sleep 30; true'; done; echo end`;
+    // once `sleep` runs (a SIGINT to a shell that is just forking it would
+    // reach the shell, which acts on it only after sleep's 30 s)
     const ctrlC = async (pgid: number) => {
-      while (!(await inspect(p)).held) await sleep(5);
-      while (!require('node:fs').existsSync(ready)) await sleep(5);
+      while (!inGroup(pgid, 'sleep')) await sleep(5);
       process.kill(-pgid, 'SIGINT');
     };
     const flock = await runScript(script, LOCKERS.flock, ctrlC);
-    require('node:fs').rmSync(ready, { force: true });
     const fslock = await runScript(script, LOCKERS.fslock, ctrlC);
     expect(flock).toEqual({ code: null, signal: 'SIGINT', stdout: '' });
     expect(fslock).toEqual(flock);
     expect((await inspect(p)).held).toBe(false); // let go
   });
+
+  it('Ctrl-C while the command runs reaches the command once, as with flock(1)', async () => {
+    const d = tempDir();
+    const p = join(d, 'once.lock');
+    // a command that cleans up for 0.3 s after the first SIGINT, counting any more
+    const py = [
+      'import signal, time',
+      'n = [0]',
+      'def count(*_):',
+      '    n[0] += 1',
+      'signal.signal(signal.SIGINT, count)',
+      'print("ready", flush=True)',
+      't = time.time()',
+      'while n[0] == 0 and time.time() - t < 10: time.sleep(0.01)',
+      'time.sleep(0.3)',
+      'print("sigints", n[0], flush=True)',
+    ].join('\n');
+    const out = join(d, 'out');
+    const script = `$L ${q(p)} python3 -c ${q(py)} > ${q(out)}`;
+    const seen: Record<string, string> = {};
+    for (const [name, locker] of Object.entries(LOCKERS)) {
+      const ctrlC = async (pgid: number) => {
+        while (!existsSync(out) || !readFileSync(out, 'utf8').includes('ready')) await sleep(5);
+        process.kill(-pgid, 'SIGINT');
+      };
+      await runScript(script, locker, ctrlC);
+      // flock(1) does not wait for the command: wait for its count
+      while (!readFileSync(out, 'utf8').includes('sigints')) await sleep(20);
+      seen[name] = readFileSync(out, 'utf8').trim().split('\n').pop()!;
+      rmSync(out);
+    }
+    expect(seen.flock).toBe('sigints 1');
+    expect(seen.fslock).toBe(seen.flock); // the code before this change: 2 (passed on a second time)
+  });
 });
+
+/** Whether a process named `comm` runs in process group `pgid` (Linux). */
+function inGroup(pgid: number, comm: string): boolean {
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const name = stat.slice(stat.indexOf('(') + 1, close);
+      const pgrp = Number(stat.slice(close + 2).split(' ')[2]);
+      if (name === comm && pgrp === pgid) return true;
+    } catch {
+      // gone
+    }
+  }
+  return false;
+}

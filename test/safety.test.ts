@@ -148,8 +148,9 @@ describe('fslock run keeps the lock as long as the command runs', () => {
         stdio: 'ignore',
       });
       const exited = new Promise<[number | null, string | null]>((res) => child.on('exit', (c, s) => res([c, s])));
-      // even runs: signal once the command has started (passed on, then fslock
-      // dies from it once the command has exited); odd runs: at an arbitrary
+      // even runs: signal once the command has started (passed on after
+      // fslock's grace of 1 s, as the command may have it from its group
+      // already; then fslock dies from it once the command has exited); odd runs: at an arbitrary
       // early moment (Node may still be starting up: its default action)
       const afterStart = i % 2 === 0;
       if (afterStart) {
@@ -175,7 +176,7 @@ describe('fslock run keeps the lock as long as the command runs', () => {
         expect(alive, `run ${i}: the command outlived fslock`).toBe(false);
       }
     }
-  });
+  }, 120_000);
 
   it('SIGUSR1 is passed on to the command, not taken by Node as "start the debugger"', async () => {
     const l = join(tempDir(), 'u.lock');

@@ -92,6 +92,15 @@ const RUN_OPTIONS: OptionSpec = {
 /** Signals whose default action ends a process: fslock dies from them too (once it has let go). */
 const TERMINATING = new Set<NodeJS.Signals>(['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']);
 
+/**
+ * How long after INT, TERM, HUP or QUIT fslock waits before passing it on to
+ * a command that is still running (see SignalRelay).
+ */
+const FORWARD_GRACE_MS = 1000;
+
+/** How long fslock waits for its own copy of a signal that killed the command (see runChild). */
+const GROUP_SIGNAL_GRACE_MS = 100;
+
 /** The terminating signal this process received during `fslock run` (see receivedSignal). */
 let received: NodeJS.Signals | null = null;
 
@@ -174,18 +183,55 @@ class SignalRelay {
   }
 
   #receive(sig: NodeJS.Signals): void {
-    if (TERMINATING.has(sig)) received ??= sig;
+    if (TERMINATING.has(sig)) {
+      received ??= sig;
+      for (const r of this.#waiting.splice(0)) r();
+    }
     const c = this.#child;
     if (c && c.exitCode === null && c.signalCode === null) {
-      c.kill(sig);
+      if (!TERMINATING.has(sig)) {
+        c.kill(sig);
+        return;
+      }
+      // Sent to the process group (Ctrl-C), the signal has reached the
+      // command already, and a second copy would cut short a command that
+      // cleans up on the first; sent to fslock alone, it has not. Which one
+      // cannot be told from here, so it is passed on only if the command is
+      // still running a moment later: a command never outlives fslock.
+      if (!this.#forwarding.has(sig)) {
+        this.#forwarding.add(sig);
+        setTimeout(() => {
+          if (c.exitCode === null && c.signalCode === null) c.kill(sig);
+        }, FORWARD_GRACE_MS);
+      }
       return;
     }
     this.pending ??= sig;
     this.waitAbort.abort(new Error(`received ${sig}`));
   }
 
+  #forwarding = new Set<NodeJS.Signals>();
+
   attach(child: ChildProcess): void {
     this.#child = child;
+  }
+
+  #waiting: Array<() => void> = [];
+
+  /** Resolves once fslock has received a terminating signal, or after `ms`. */
+  signalled(ms: number): Promise<void> {
+    if (received) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#waiting = this.#waiting.filter((r) => r !== done);
+        resolve();
+      }, ms);
+      this.#waiting.push(done);
+    });
   }
 
   dispose(): void {
@@ -384,8 +430,15 @@ function runChild(
       resolve(EXIT.UNAVAILABLE);
     });
     child.on('exit', (code, signal) => {
-      if (signal) resolve(signalExit(signal));
-      else resolve(code ?? EXIT.SOFTWARE);
+      if (!signal) return resolve(code ?? EXIT.SOFTWARE);
+      if (!TERMINATING.has(signal)) return resolve(signalExit(signal));
+      // Killed by INT, TERM, HUP or QUIT. Sent to the whole process group
+      // (Ctrl-C), the signal reaches fslock too, and fslock must die of it
+      // (receivedSignal) or the calling shell goes on with its script; but the
+      // command can die and be reaped before fslock's copy is dispatched
+      // (the kernel signals a group's members one by one). So wait a moment
+      // for it; a command killed alone makes fslock exit 128+N that much later.
+      void relay.signalled(GROUP_SIGNAL_GRACE_MS).then(() => resolve(signalExit(signal)));
     });
   });
 }
