@@ -25,7 +25,7 @@
 import { platform } from './platform.js';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'fs';
 import { descriptorLocks } from './holder.js';
-import { warmLockTable } from './lock-table.js';
+import { readLockTableText, warmLockTable } from './lock-table.js';
 import { performance } from 'perf_hooks';
 import { deadlockCycleError } from './errors.js';
 
@@ -219,14 +219,6 @@ interface Watched {
 const watched = new Set<Watched>();
 let timer: NodeJS.Timeout | null = null;
 
-function readTable(): string | null {
-  try {
-    return readFileSync('/proc/locks', 'utf8');
-  } catch {
-    return null;
-  }
-}
-
 /** Looks once at the table's `text`; returns the waits that must give up, with their errors. */
 function look(text: string | null, list: Iterable<Watched>, now: number, own?: OwnRequest): Array<[Watched, Error]> {
   if (text === null) return [];
@@ -277,7 +269,7 @@ function tick(): void {
   warmLockTable(() => {
     looking = false;
     const now = performance.now();
-    for (const [w, e] of look(readTable(), dueWaits(now), now)) {
+    for (const [w, e] of look(readLockTableText(), dueWaits(now), now)) {
       watched.delete(w);
       w.fail(e);
     }
@@ -327,7 +319,7 @@ export function checkSyncWait(
   if (!platform().lockTable) return null;
   const key = fileKey(identity);
   const w: Watched = { key, path, started: 0, ended: false, ...state, fail: () => undefined };
-  const r = look(readTable(), [w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });
+  const r = look(readLockTableText(), [w], performance.now(), { family: flock ? 'flock' : 'fcntl', exclusive, key });
   state.since = w.since;
   state.misses = w.misses;
   return r.length ? r[0]![1] : null;

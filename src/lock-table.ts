@@ -120,7 +120,8 @@ function mostCommon(ns: number[]): number {
   return best;
 }
 
-function readSync(): string | null {
+/** One reading of /proc/locks, whole (for the cycle watch's graph), or null when it cannot be read. */
+export function readLockTableText(): string | null {
   try {
     return readFileSync('/proc/locks', 'utf8');
   } catch {
@@ -133,7 +134,7 @@ export function readLockTableSync(): LockTable | null {
   if (!platform().lockTable) return null;
   const readings: string[] = [];
   do {
-    const r = readSync();
+    const r = readLockTableText();
     if (r === null) break;
     readings.push(r);
   } while (wantsMore(readings));

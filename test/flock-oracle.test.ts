@@ -164,7 +164,8 @@ describe.runIf(hasFlock && linux)('signals, as a calling script sees them', () =
   it('Ctrl-C while the command runs reaches the command once, as with flock(1)', async () => {
     const d = tempDir();
     const p = join(d, 'once.lock');
-    // a command that cleans up for 0.3 s after the first SIGINT, counting any more
+    // a command that cleans up for 0.1 s after the first SIGINT, counting any
+    // more (fslock passes a signal on only to a command still running 1 s later)
     const py = [
       'import signal, time',
       'n = [0]',
@@ -174,7 +175,7 @@ describe.runIf(hasFlock && linux)('signals, as a calling script sees them', () =
       'print("ready", flush=True)',
       't = time.time()',
       'while n[0] == 0 and time.time() - t < 10: time.sleep(0.01)',
-      'time.sleep(0.3)',
+      'time.sleep(0.1)',
       'print("sigints", n[0], flush=True)',
     ].join('\n');
     const out = join(d, 'out');

@@ -169,6 +169,10 @@ class SignalRelay {
   pending: NodeJS.Signals | null = null;
   #child: ChildProcess | null = null;
   #handlers: Array<[NodeJS.Signals, () => void]> = [];
+  /** Signals to pass on to the command unless it has exited by then (see #receive). */
+  #forwards = new Map<NodeJS.Signals, NodeJS.Timeout>();
+  /** Who waits for a terminating signal (see signalled). */
+  #waiting: Array<() => void> = [];
 
   constructor() {
     for (const sig of FORWARDED) {
@@ -198,11 +202,11 @@ class SignalRelay {
       // cleans up on the first; sent to fslock alone, it has not. Which one
       // cannot be told from here, so it is passed on only if the command is
       // still running a moment later: a command never outlives fslock.
-      if (!this.#forwarding.has(sig)) {
-        this.#forwarding.add(sig);
-        setTimeout(() => {
+      if (!this.#forwards.has(sig)) {
+        const t = setTimeout(() => {
           if (c.exitCode === null && c.signalCode === null) c.kill(sig);
         }, FORWARD_GRACE_MS);
+        this.#forwards.set(sig, t);
       }
       return;
     }
@@ -210,13 +214,9 @@ class SignalRelay {
     this.waitAbort.abort(new Error(`received ${sig}`));
   }
 
-  #forwarding = new Set<NodeJS.Signals>();
-
   attach(child: ChildProcess): void {
     this.#child = child;
   }
-
-  #waiting: Array<() => void> = [];
 
   /** Resolves once fslock has received a terminating signal, or after `ms`. */
   signalled(ms: number): Promise<void> {
@@ -237,6 +237,8 @@ class SignalRelay {
   dispose(): void {
     for (const [sig, h] of this.#handlers) process.off(sig, h);
     this.#handlers = [];
+    for (const t of this.#forwards.values()) clearTimeout(t);
+    this.#forwards.clear();
   }
 }
 

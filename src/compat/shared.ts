@@ -162,13 +162,13 @@ export class Spare {
    */
   ready(target: string, dir = dirname(target), open?: (dir: string, flags: number) => number): void {
     if (this.#lock || !this.#usable || Spare.#live >= SPARES_MAX) return;
-    let c: CreatedTemp | null = null;
+    let held: FileLock | null = null;
     try {
-      c = createAnonymousSync(join(dir, basename(target)), open); // opened in `dir`, as if for a file there
+      const c = createAnonymousSync(join(dir, basename(target)), open); // opened in `dir`, as if for a file there
+      held = c && lockCreatedFile(target, c.fd, true); // closes the descriptor if it throws
     } catch {
-      // the usual way will say what is wrong
+      // no spare: the usual way will say what is wrong
     }
-    const held = c ? lockCreatedFile(target, c.fd, true) : null; // nobody else can reach it: never null
     if (held && this.record) writeRecordQuietly(held.fd, held.identity);
     this.#lock = held;
     this.#usable = held !== null;

@@ -12,7 +12,6 @@ import type { LockTraceContext } from '../trace.js';
 import type { WaitOutcome } from '../wait.js';
 import {
   closeAttempt,
-  closeAttemptSoon,
   continueAfterGrant,
   endFailedWait,
   failHeldElsewhere,
@@ -139,7 +138,7 @@ function waitInKernel(
         if (granted) return granted; // finished in the callback (onGrant)
         if (outcome?.state === -2 && options.untilReleased) {
           // Deleted (or replaced) while held, then let go: the release waited for.
-          closeAttemptSoon(contended);
+          closeAttempt(contended, true);
           line.active = false;
           serveLine(line);
           return null;

@@ -51,37 +51,25 @@ function openHandle(path: string, options: ParsedLockOptions, strategy: LockStra
   }
 }
 
-/** Gives up an attempt: unlocks what it took and closes the descriptor. */
-export function closeAttempt({ h, s }: Opened): void {
+/**
+ * Gives up an attempt: unlocks what it took and closes the descriptor. With
+ * `later`, the close is left to the next turn of the event loop (the locks
+ * go now): for a file its holder deleted as it let go, this descriptor is
+ * the inode's last reference, and closing it frees the inode (on ext4 about
+ * 40-200 µs after an idle wait), time a waiter need not spend before going on.
+ */
+export function closeAttempt({ h, s }: Opened, later = false): void {
   if (h.fd < 0) return; // belongs to a stuck waiter thread now
+  const fd = h.fd;
   try {
     s.unlock(h);
   } catch {
     // closing releases flock, OFD and Windows locks anyway
   } finally {
-    binding.close(h.fd);
     h.fd = -1;
+    if (later) setImmediate(() => binding.close(fd));
+    else binding.close(fd);
   }
-}
-
-/**
- * closeAttempt, with the close itself left to the next turn of the event
- * loop: the locks go now, the descriptor a moment later. For a file its
- * holder deleted as it let go, this descriptor is the inode's last
- * reference, and closing it frees the inode (on ext4 about 40-200 µs after
- * an idle wait) — time the waiter need not spend before going on.
- */
-export function closeAttemptSoon(o: Opened): void {
-  const { h, s } = o;
-  if (h.fd < 0) return;
-  try {
-    s.unlock(h);
-  } catch {
-    // closing releases them anyway
-  }
-  const fd = h.fd;
-  h.fd = -1;
-  setImmediate(() => binding.close(fd));
 }
 
 /** An attempt stopped at a contended step. */
