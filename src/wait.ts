@@ -48,11 +48,14 @@ export interface WaitContext {
   deadlock?: string;
   /**
    * Called in the wait's own callback, before its promise settles, with what
-   * the waiter thread found after a grant (see acquire.ts): the caller may
+   * the waiter thread found after a grant (a WaitOutcome's fields, with no
+   * object made for them; see acquire.ts): the caller may
    * finish the lock there, in the one turn of the event loop that the grant
-   * wakes, instead of in the microtask turns after it.
+   * wakes, instead of in the microtask turns after it. True when it did: the
+   * wait's promise is then never settled, and whoever awaited it is dropped
+   * with it (nothing but the caller's own lock loop awaits it).
    */
-  onGrant?: (outcome: WaitOutcome) => void;
+  onGrant?: (state: number, identity: string | undefined, grantMs: number | undefined) => boolean;
 }
 
 /**
@@ -110,9 +113,10 @@ export function kernelWait(req: KernelWait, ctx: WaitContext): Promise<WaitOutco
       if (settled) return;
       cleanup();
       if (err) return reject(err);
-      const outcome = state === undefined ? undefined : { state, identity, grantMs };
-      if (outcome) ctx.onGrant?.(outcome);
-      resolve(outcome);
+      if (state === undefined) return resolve(undefined);
+      // A lock finished in onGrant is its caller's: this promise is left unsettled (see WaitContext.onGrant)
+      if (ctx.onGrant?.(state, identity, grantMs)) return;
+      resolve({ state, identity, grantMs });
     };
     const handle = req.then
       ? binding.waitStart(

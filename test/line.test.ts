@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { lock, tryLock } from '../src/index.js';
+import { lock, lockSync, tryLock } from '../src/index.js';
 import { cleanupTempDirs, since, startNode, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
@@ -87,5 +87,51 @@ describe.runIf(process.platform === 'linux')('waiting in line', () => {
     expect(exGranted).toBe(false);
     for (const l of got) l.release();
     (await exclusive).release();
+  });
+
+  it('a lock handed over by another process is held the moment the caller resumes; the line goes on', async () => {
+    const p = join(tempDir(), 'line4.lock');
+    for (let round = 0; round < 3; round++) {
+      const h = startNode('hold.cjs', [p]);
+      await h.waitFor('locked');
+      const waited = lock(p);
+      await untilBlocked(p);
+      h.send('release');
+      const l = await waited;
+      // still the turn of the grant: this thread holds it, a synchronous wait on it could never end
+      expect(() => lockSync(p, { timeout: 5000 })).toThrow(expect.objectContaining({ code: 'EDEADLK' }));
+      expect(tryLock(p)).toBeNull();
+      // waits of this thread made in the same turn stand in line behind it and are served in order
+      const order: string[] = [];
+      const again = lock(p).then((x) => (order.push('again'), x));
+      const behind = lock(p).then((x) => (order.push('behind'), x));
+      l.release();
+      const l2 = await again;
+      expect(tryLock(p)).toBeNull();
+      l2.release();
+      (await behind).release();
+      expect(order).toEqual(['again', 'behind']);
+      h.child.kill();
+      await h.exited;
+    }
+  });
+
+  it('shared waiters in line behind a shared hand-off from another process come in with it', async () => {
+    const p = join(tempDir(), 'line5.lock');
+    const h = startNode('hold.cjs', [p]);
+    await h.waitFor('locked');
+    const shared = [lock(p, { mode: 'shared' }), lock(p, { mode: 'shared' }), lock(p, { mode: 'shared' })];
+    await untilBlocked(p);
+    h.send('release');
+    const got = await Promise.all(shared);
+    expect(got.map((l) => l.mode)).toEqual(['shared', 'shared', 'shared']);
+    expect(tryLock(p, { mode: 'shared' })?.release()).toBeUndefined(); // shared with them
+    expect(tryLock(p)).toBeNull();
+    for (const l of got) l.release();
+    const x = tryLock(p);
+    expect(x).not.toBeNull();
+    x!.release();
+    h.child.kill();
+    await h.exited;
   });
 });

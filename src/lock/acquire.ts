@@ -19,7 +19,7 @@ import {
   type Contended,
 } from './attempt.js';
 import { FileLock } from './file-lock.js';
-import { heldByThisThread, noteHeld, waitContext } from './held.js';
+import { heldByThisThread, noteHeldSoon, waitContext } from './held.js';
 import { lineKey, lines, serveLine, waitInLine, type Line } from './line.js';
 
 /**
@@ -107,7 +107,6 @@ function waitInKernel(
   // records, written once held): on a grant of the whole lock nothing is left
   // but to count it held.
   let ready: FileLock | null = null;
-  let granted: FileLock | null = null;
   let resolveNow!: (l: FileLock) => void;
   const ctx = waitContext(
     path,
@@ -117,13 +116,17 @@ function waitInKernel(
     deadline,
     options.deadlock ? identity : undefined,
   );
-  ctx.onGrant = (outcome) => {
-    if (ready === null || outcome.state !== -1 || outcome.identity !== identity) return;
-    noteHeld(identity, 1);
-    ready.startClock(outcome.grantMs);
-    granted = ready;
+  ctx.onGrant = (state, found, grantMs) => {
+    if (ready === null || state !== -1 || found !== identity) return false;
+    // Only what the caller's code may see now: the count of locks held is
+    // brought up to date on its next use, and the line is forgotten by the
+    // release (or taken up again by the next wait of this thread).
+    noteHeldSoon(identity);
+    ready.startClock(grantMs);
+    line.active = false;
+    if (options.mode === 'shared' && line.tickets.length > 0) serveLine(line);
     resolveNow(ready); // the caller resumes once this callback has returned
-    leaveLine(line, options);
+    return true; // and the loop below is left where it waits
   };
   const loop = async (): Promise<FileLock | null> => {
     try {
@@ -135,7 +138,6 @@ function waitInKernel(
         } catch (err) {
           endFailedWait(contended, err);
         }
-        if (granted) return granted; // finished in the callback (onGrant)
         if (outcome?.state === -2 && options.untilReleased) {
           // Deleted (or replaced) while held, then let go: the release waited for.
           closeAttempt(contended, true);

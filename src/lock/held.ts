@@ -18,7 +18,30 @@ const heldHere = new Map<string, number>();
 
 let heldCount = 0; // entries of heldHere above 0
 
+/**
+ * Locks counted held but not yet in heldHere: a grant's callback runs in an
+ * event loop just woken, where a lookup in a cold map costs more than the
+ * rest of the hand-off; it only notes the identity here, and whoever reads or
+ * changes heldHere next brings it up to date first.
+ */
+const pendingHeld: string[] = [];
+
+/** Counts `identity` held from now (see pendingHeld). */
+export function noteHeldSoon(identity: string): void {
+  pendingHeld.push(identity);
+}
+
+/** Brings heldHere up to date with the locks counted held by noteHeldSoon. */
+export function settleHeld(): void {
+  while (pendingHeld.length > 0) count(pendingHeld.pop()!, 1);
+}
+
 export function noteHeld(identity: string, delta: 1 | -1): void {
+  if (pendingHeld.length > 0) settleHeld();
+  count(identity, delta);
+}
+
+function count(identity: string, delta: 1 | -1): void {
   const before = heldHere.get(identity) ?? 0;
   const n = before + delta;
   if (before === 0 && n > 0) heldCount++;
@@ -30,6 +53,7 @@ export function noteHeld(identity: string, delta: 1 | -1): void {
 }
 
 export function heldByThisThread(fd: number): boolean {
+  if (pendingHeld.length > 0) settleHeld();
   if (heldCount === 0) return false;
   try {
     return (heldHere.get(binding.identity(fd)) ?? 0) > 0;
