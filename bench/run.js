@@ -42,16 +42,28 @@ const { values: args } = parseArgs({
 });
 const QUICK = args.quick;
 const ONLY = args.only ? new Set(args.only.split(',').map(Number)) : null;
-const ROUNDS = QUICK ? 1 : 3;
+// Rounds of the latency scenarios (1, 2, 6), contenders interleaved in each:
+// the targets compare medians over at least 10 (see bench/TARGETS.md).
+const ROUNDS = QUICK ? 1 : 10;
 const RESULTS = path.join(__dirname, 'results');
 const WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'fslock-bench-'));
 process.on('exit', () => fs.rmSync(WORK, { recursive: true, force: true }));
 
 // ---------------------------------------------------------------------------
-function stats(samples) {
-  const s = [...samples].sort((a, b) => a - b);
-  const q = (p) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-  return { n: s.length, p50: q(50), p90: q(90), p99: q(99) };
+/**
+ * One contender's samples, a list per round: p50 is the median of the rounds'
+ * own medians (a round the machine slowed down moves it least, and every
+ * contender met the same rounds); p90 and p99 are of every sample pooled (a
+ * tail needs them all).
+ */
+function stats(rounds) {
+  const sorted = (a) => [...a].sort((x, y) => x - y);
+  const q = (s, p) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+  const all = sorted(rounds.flat());
+  const medians = sorted(rounds.map((r) => q(sorted(r), 50)));
+  const mid = medians.length >> 1;
+  const p50 = medians.length % 2 ? medians[mid] : (medians[mid - 1] + medians[mid]) / 2;
+  return { n: all.length, rounds: rounds.length, p50, p90: q(all, 90), p99: q(all, 99) };
 }
 const us = (ns) => ns / 1000;
 const fmt = (x, digits = 1) => (x === null || x === undefined ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(digits));
@@ -77,8 +89,8 @@ const FLOOR_OWN = "C floor of fslock's calls (open, flock+OFD, fstat, stat, unlo
 const FLOOR_KEPT = 'C floor of keepOpen (flock+OFD, stat, unlocks)';
 async function scenario1(bin) {
   const out = {};
-  const N = QUICK ? 2000 : 10000;
-  const slowN = QUICK ? 300 : 1500;
+  const N = QUICK ? 2000 : 3000; // per round
+  const slowN = QUICK ? 300 : 500;
   for (const mode of ['exclusive', 'shared']) {
     const shared = mode === 'shared';
     const rows = {};
@@ -86,17 +98,17 @@ async function scenario1(bin) {
     for (let r = 0; r < ROUNDS; r++) {
       const floorPrim = 'flock+ofd';
       (rows['C floor (open, flock+OFD, unlock, close)'] ??= []).push(
-        ...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, floorPrim, shared ? 'sh' : 'ex'),
+        floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, floorPrim, shared ? 'sh' : 'ex'),
       );
       (rows['C floor (open, flock, unlock, close)'] ??= []).push(
-        ...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, 'flock', shared ? 'sh' : 'ex'),
+        floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, 'flock', shared ? 'sh' : 'ex'),
       );
       // fslock's own calls: the identity check (fstat, stat) and explicit unlocks included
       (rows[FLOOR_OWN] ??= []).push(
-        ...floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, 'flock+ofd+verify', shared ? 'sh' : 'ex'),
+        floor(bin, 'uncontended', path.join(WORK, 'floor.lock'), N, 'flock+ofd+verify', shared ? 'sh' : 'ex'),
       );
       (rows[FLOOR_KEPT] ??= []).push(
-        ...floor(bin, 'kept', path.join(WORK, 'floor.lock'), N, 'flock+ofd+verify', shared ? 'sh' : 'ex'),
+        floor(bin, 'kept', path.join(WORK, 'floor.lock'), N, 'flock+ofd+verify', shared ? 'sh' : 'ex'),
       );
       for (const name of rotate(names, r)) {
         const c = contenders[name];
@@ -111,10 +123,10 @@ async function scenario1(bin) {
           if (ret && typeof ret.then === 'function') await ret;
           samples.push(Number(process.hrtime.bigint() - t0));
         }
-        (rows[name] ??= []).push(...samples);
+        (rows[name] ??= []).push(samples);
       }
     }
-    out[mode] = Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v.map(us))]));
+    out[mode] = Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v.map((r) => r.map(us)))]));
   }
   return out;
 }
@@ -191,19 +203,19 @@ const NODE_FLOOR = 'Node floor (a blocking read on a pipe, in the libuv pool, wa
 const NODE_FLOOR_SOCKET = 'Node floor (a pipe, polled by the event loop itself: a net.Socket)';
 
 async function scenario2(bin) {
-  const rounds = QUICK ? 40 : 150;
+  const rounds = QUICK ? 40 : 50; // hand-offs per round
   const names = Object.keys(contenders).filter((n) => contenders[n].acquire);
   const rows = {};
   for (let r = 0; r < ROUNDS; r++) {
     (rows['C floor (flock+OFD, fork)'] ??= []).push(
-      ...floor(bin, 'handoff', path.join(WORK, 'floor-h.lock'), rounds, 'flock+ofd'),
+      floor(bin, 'handoff', path.join(WORK, 'floor-h.lock'), rounds, 'flock+ofd'),
     );
-    (rows[NODE_FLOOR] ??= []).push(...(await nodeFloor(rounds, 'thread')));
-    (rows[NODE_FLOOR_SOCKET] ??= []).push(...(await nodeFloor(rounds, 'socket')));
-    for (const name of rotate(names, r)) (rows[name] ??= []).push(...(await handoff(name, rounds)));
+    (rows[NODE_FLOOR] ??= []).push(await nodeFloor(rounds, 'thread'));
+    (rows[NODE_FLOOR_SOCKET] ??= []).push(await nodeFloor(rounds, 'socket'));
+    for (const name of rotate(names, r)) (rows[name] ??= []).push(await handoff(name, rounds));
   }
   return {
-    rows: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v.map(us))])),
+    rows: Object.fromEntries(Object.entries(rows).map(([k, v]) => [k, stats(v.map((r) => r.map(us)))])),
     waits: {
       'C floor (flock+OFD, fork)': 'blocking flock + F_OFD_SETLKW',
       [NODE_FLOOR]: 'a byte through a FIFO, read on a pool thread (fs.read)',
@@ -369,7 +381,7 @@ async function scenario7() {
 // ---------------------------------------------------------------------------
 // 8. Start-up of `fslock run f true` (no npx) against `node -e 0` and flock(1)
 async function scenario8() {
-  return require('./startup.js').measure(QUICK ? 5 : 20 * ROUNDS);
+  return require('./startup.js').measure(QUICK ? 5 : 60);
 }
 
 function machine() {
@@ -558,7 +570,7 @@ function markdown(res) {
   const m = res.machine;
   L.push(`# fslock benchmarks: ${res.name}`, '');
   L.push(
-    `Measured ${m.date} with \`${m.command}\` on ${m.cpu} (${m.cores} cores, ${m.memoryGiB} GiB), ${m.os}, Node ${m.node}, ${m.filesystem}. ${ROUNDS} rounds, contenders interleaved. Times in µs unless marked.`,
+    `Measured ${m.date} with \`${m.command}\` on ${m.cpu} (${m.cores} cores, ${m.memoryGiB} GiB), ${m.os}, Node ${m.node}, ${m.filesystem}. Scenarios 1, 2 and 6: ${ROUNDS} rounds, contenders interleaved in each; p50 is the median of the rounds' medians, p90 and p99 of every sample. Times in µs unless marked.`,
     '',
   );
   L.push('## Targets', '');
