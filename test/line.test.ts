@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { lock, lockSync, tryLock } from '../src/index.js';
+import { lines } from '../src/lock/line.js';
 import { cleanupTempDirs, since, startNode, tempDir, untilBlocked } from './helpers.js';
 
 afterAll(cleanupTempDirs);
@@ -114,6 +115,33 @@ describe.runIf(process.platform === 'linux')('waiting in line', () => {
       h.child.kill();
       await h.exited;
     }
+  });
+
+  it('lines left behind by hand-offs on many files stay few, and each file can be waited for again', async () => {
+    const dir = tempDir();
+    const files = Array.from({ length: 150 }, (_, i) => join(dir, `many-${i}.lock`));
+    for (const f of files) {
+      const mine = lockSync(f); // held by this thread on another descriptor: the wait below blocks in the kernel
+      const waited = lock(f);
+      await untilBlocked(f);
+      mine.release();
+      (await waited).release(); // granted in the wait's callback
+    }
+    expect(lines.size).toBeLessThanOrEqual(65);
+    for (const f of files.slice(-3)) {
+      const mine = lockSync(f);
+      const waited = lock(f);
+      const behind = lock(f);
+      await untilBlocked(f);
+      mine.release();
+      const l = await waited;
+      expect(tryLock(f)).toBeNull();
+      l.release();
+      (await behind).release();
+    }
+    const free = files.map((f) => tryLock(f));
+    expect(free.every((l) => l !== null)).toBe(true);
+    for (const l of free) l!.release();
   });
 
   it('shared waiters in line behind a shared hand-off from another process come in with it', async () => {

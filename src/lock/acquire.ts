@@ -20,7 +20,7 @@ import {
 } from './attempt.js';
 import { FileLock } from './file-lock.js';
 import { heldByThisThread, noteHeldSoon, waitContext } from './held.js';
-import { lineKey, lines, serveLine, waitInLine, type Line } from './line.js';
+import { dropLine, leaveIdle, lineKey, lines, openLine, serveLine, takeUpLine, waitInLine, type Line } from './line.js';
 
 /**
  * Takes the lock, waiting in this thread's line and in the kernel while it is
@@ -80,8 +80,8 @@ function takePlaceInLine(
       (got) => (got instanceof FileLock ? got : { line: behind, contended: got }), // made the kernel waiter (serveLine set line.active)
     );
   }
-  if (line) line.active = true;
-  else lines.set(key, (line = { key, active: true, tickets: [] }));
+  if (line) takeUpLine(line);
+  else line = openLine(key);
   return { line, contended: attempt };
 }
 
@@ -119,12 +119,12 @@ function waitInKernel(
   ctx.onGrant = (state, found, grantMs) => {
     if (ready === null || state !== -1 || found !== identity) return false;
     // Only what the caller's code may see now: the count of locks held is
-    // brought up to date on its next use, and the line is forgotten by the
-    // release (or taken up again by the next wait of this thread).
+    // brought up to date on its next use, and a line nobody waits in stays,
+    // idle (see leaveIdle).
     noteHeldSoon(identity);
     ready.startClock(grantMs);
-    line.active = false;
-    if (options.mode === 'shared' && line.tickets.length > 0) serveLine(line);
+    if (line.tickets.length === 0) leaveIdle(line);
+    else leaveLine(line, options); // the shared ones behind come in
     resolveNow(ready); // the caller resumes once this callback has returned
     return true; // and the loop below is left where it waits
   };
@@ -171,7 +171,7 @@ function waitInKernel(
 function leaveLine(line: Line, options: ParsedLockOptions): void {
   line.active = false;
   if (options.mode === 'shared') serveLine(line);
-  else if (line.tickets.length === 0) lines.delete(line.key);
+  else if (line.tickets.length === 0) dropLine(line);
 }
 
 export function acquireSync(

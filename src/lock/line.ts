@@ -28,9 +28,60 @@ export interface Line {
   /** Someone of this line waits in the kernel (or polls) now. */
   active: boolean;
   tickets: Ticket[];
+  /** Left in `lines` with nobody in it (see leaveIdle). */
+  idle?: boolean;
 }
 
 export const lines = new Map<string, Line>();
+
+/**
+ * Lines of `lines` with nobody in them: a lock granted in its wait's callback
+ * leaves its line there (a delete from a cold map costs more in a just-woken
+ * event loop than the rest of the hand-off), for the next wait of this thread
+ * on the file to take up. A release looks for its line only when some line
+ * is not idle; idle ones are forgotten, MAX_IDLE_LINES at a time, when a wait
+ * opens a new line.
+ */
+let idleLines = 0;
+const MAX_IDLE_LINES = 64;
+
+/** The head of `line` holds the lock now and nobody waits behind it. */
+export function leaveIdle(line: Line): void {
+  line.active = false;
+  if (!line.idle) {
+    line.idle = true;
+    idleLines++;
+  }
+}
+
+/** A wait takes up `line` (at its head: it is active from now). */
+export function takeUpLine(line: Line): void {
+  if (line.idle) {
+    line.idle = false;
+    idleLines--;
+  }
+  line.active = true;
+}
+
+/** A new line for `key`, its first wait at its head; idle lines are forgotten first when there are many. */
+export function openLine(key: string): Line {
+  if (idleLines >= MAX_IDLE_LINES) {
+    for (const [k, l] of lines) if (l.idle) lines.delete(k);
+    idleLines = 0;
+  }
+  const line: Line = { key, active: true, tickets: [] };
+  lines.set(key, line);
+  return line;
+}
+
+/** Forgets `line`, which nobody waits in. */
+export function dropLine(line: Line): void {
+  if (line.idle) {
+    line.idle = false;
+    idleLines--;
+  }
+  if (lines.get(line.key) === line) lines.delete(line.key);
+}
 let queued = 0;
 let keepAlive: NodeJS.Timeout | null = null;
 
@@ -87,12 +138,11 @@ export function serveLine(line: Line): void {
     line.active = true; // held elsewhere: this one waits in the kernel now
     t.settle(r);
   }
-  if (!line.active && line.tickets.length === 0) lines.delete(line.key);
+  if (!line.active && line.tickets.length === 0) dropLine(line);
 }
 
 /** After a lock of this thread was released or downgraded: serve its line, if anyone waits in it. */
 function released(identity: string, s: LockStrategy, range: LockRange | null): void {
-  if (lines.size === 0) return; // nobody of this thread waits: the common case
   const line = lines.get(lineKey(identity, s, range));
   if (line) serveLine(line);
 }
@@ -125,7 +175,7 @@ export function waitInLine(
       const i = line.tickets.indexOf(ticket);
       if (i < 0) return; // already served
       line.tickets.splice(i, 1);
-      if (!line.active && line.tickets.length === 0) lines.delete(line.key);
+      if (!line.active && line.tickets.length === 0) dropLine(line);
       cleanup();
       reject(err);
     };
@@ -153,5 +203,5 @@ export function queuedHolder(path: string): HolderRecordLike | null {
 
 // FileLock reports its releases and downgrades here (file-lock.ts cannot import this module: it is imported by it).
 onRelease((identity, s, range) => {
-  if (lines.size > 0) released(identity, s, range);
+  if (lines.size > idleLines) released(identity, s, range); // else nobody of this thread waits: the common case
 });
