@@ -32,7 +32,7 @@ export function noteHeldSoon(identity: string): void {
 }
 
 /** Brings heldHere up to date with the locks counted held by noteHeldSoon. */
-export function settleHeld(): void {
+function settleHeld(): void {
   while (pendingHeld.length > 0) count(pendingHeld.pop()!, 1);
 }
 

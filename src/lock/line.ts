@@ -82,6 +82,7 @@ export function dropLine(line: Line): void {
   }
   if (lines.get(line.key) === line) lines.delete(line.key);
 }
+
 let queued = 0;
 let keepAlive: NodeJS.Timeout | null = null;
 
