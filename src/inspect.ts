@@ -3,10 +3,10 @@
  *
  * On Linux the kernel's own table (/proc/locks) lists every flock, OFD and
  * POSIX lock with its mode and (for flock and POSIX) the owning process, so
- * nothing has to be locked to look (lock-table.ts reads it whole). Elsewhere inspect asks F_OFD_GETLK /
- * F_GETLK and tries non-blocking flock locks on a fresh descriptor, releasing
- * them at once (a concurrent tryLock may then see the file busy for that
- * instant).
+ * nothing has to be locked to look (lock-table.ts reads it so that what it
+ * says holds). Elsewhere inspect asks F_OFD_GETLK / F_GETLK and tries
+ * non-blocking flock locks on a fresh descriptor, releasing them at once (a
+ * concurrent tryLock may then see the file busy for that instant).
  */
 import { lstatSync } from 'fs';
 import { join } from 'path';

@@ -29,7 +29,6 @@ export function cleanupTempDirs(): void {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
-/** Open descriptors of this process. */
 /**
  * The process's open descriptors, but for a reading of /proc/locks under way
  * (the cycle watch and inspect() read it off the event loop: a moment's

@@ -150,8 +150,9 @@ describe('fslock run keeps the lock as long as the command runs', () => {
       const exited = new Promise<[number | null, string | null]>((res) => child.on('exit', (c, s) => res([c, s])));
       // even runs: signal once the command has started (passed on after
       // fslock's grace of 1 s, as the command may have it from its group
-      // already; then fslock dies from it once the command has exited); odd runs: at an arbitrary
-      // early moment (Node may still be starting up: its default action)
+      // already; then fslock dies from it once the command has exited); odd
+      // runs: at an arbitrary early moment (Node may still be starting up:
+      // its default action)
       const afterStart = i % 2 === 0;
       if (afterStart) {
         const t0 = performance.now();
